@@ -1,0 +1,10 @@
+"""selfadapt: self-adaptive training (SAT) for PyTorch.
+
+>>> from selfadapt import SelfAdaptiveTraining
+"""
+from selfadapt.errors import SelfAdaptError
+from selfadapt.objectives.sat import LabelIssues, SelfAdaptiveTraining, width_scaled
+from selfadapt.targets import TargetStore
+
+__version__ = "0.1.0"
+__all__ = ["LabelIssues", "SelfAdaptError", "SelfAdaptiveTraining", "TargetStore", "width_scaled"]

@@ -1,0 +1,109 @@
+"""Self-adaptive training for classification (SPEC section 1) and plain cross-entropy.
+
+Every loss here has the signature ``loss(logits, targets, index, epoch)``, so it drops into any
+training loop that knows the dataset index of each sample.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfadapt.targets import TargetStore
+
+
+class CrossEntropy(nn.Module):
+    """Plain cross-entropy with the common ``(logits, targets, index, epoch)`` signature."""
+
+    def forward(self, logits, targets, index=None, epoch=0):
+        return F.cross_entropy(logits.float(), targets)
+
+
+class LabelIssues(NamedTuple):
+    """Suspected label errors, most confident first (all tensors of the same length)."""
+
+    index: torch.Tensor        # dataset indices
+    given_label: torch.Tensor  # the label the dataset carries
+    suggested_label: torch.Tensor  # argmax of the corrected target
+    confidence: torch.Tensor   # max of the corrected target
+
+
+class SelfAdaptiveTraining(nn.Module):
+    """SAT loss: train against a per-sample moving average of the model's own predictions.
+
+    Before ``start_epoch`` it is cross-entropy on the given labels. From then on, for every batch:
+    ``p = softmax(logits)`` (no gradient), ``t <- m t + (1 - m) p`` (before the loss), weights
+    ``w = max_j t_j`` rescaled to average 1 over the batch, ``loss = mean(w * CE(t, logits))``.
+    With ``sce_weights=(a, b)`` the per-sample loss is ``-a sum t log p - b sum p log t`` instead.
+
+    Example
+    -------
+    >>> labels = torch.tensor([0, 1, 2, 1])
+    >>> sat = SelfAdaptiveTraining(labels, num_classes=3, momentum=0.9, start_epoch=60)
+    >>> logits = torch.randn(2, 3, requires_grad=True)
+    >>> loss = sat(logits, labels[:2], torch.tensor([0, 1]), epoch=60)
+    >>> loss.backward()
+    >>> sat.targets.shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float = 0.9,
+                 start_epoch: int = 60, *, sce_weights: tuple[float, float] | None = None,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"SAT momentum must lie in [0, 1), got {momentum}")
+        if start_epoch < 0:
+            raise ValueError(f"SAT start epoch must be >= 0, got {start_epoch}")
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        self.start_epoch = int(start_epoch)
+        self.sce_weights = sce_weights
+        self.store = TargetStore(F.one_hot(labels, num_classes), momentum, dtype=dtype)
+        self.register_buffer("given_labels", labels.clone())
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The ``N x C`` corrected label distributions."""
+        return self.store.values
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
+                epoch: int) -> torch.Tensor:
+        logits = logits.float()
+        if epoch < self.start_epoch:
+            if self.sce_weights is None:
+                return F.cross_entropy(logits, targets)
+            soft = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+            return self._per_sample(logits, soft).mean()
+        soft = self.store.update(index, F.softmax(logits.detach(), dim=1))
+        weight = soft.max(dim=1).values
+        weight = weight * (weight.shape[0] / weight.sum())
+        return (weight * self._per_sample(logits, soft)).mean()
+
+    def _per_sample(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        log_prob = F.log_softmax(logits, dim=1)
+        loss = -(soft * log_prob).sum(dim=1)
+        if self.sce_weights is None:
+            return loss
+        a, b = self.sce_weights
+        reverse = -(log_prob.exp() * soft.clamp_min(1e-4).log()).sum(dim=1)
+        return a * loss + b * reverse
+
+    def suspected_label_errors(self) -> LabelIssues:
+        """Samples whose corrected label differs from the given one, most confident first."""
+        confidence, suggested = self.targets.max(dim=1)
+        flagged = torch.nonzero(suggested != self.given_labels).squeeze(1)
+        order = torch.argsort(confidence[flagged], descending=True, stable=True)
+        flagged = flagged[order]
+        return LabelIssues(flagged, self.given_labels[flagged], suggested[flagged], confidence[flagged])
+
+
+def width_scaled(momentum: float, start_epoch: int, width: int, reference: int = 64) -> tuple[float, int]:
+    """The double-descent width rule: ``f = reference / width``, ``m -> m^(1/f)``, ``Es -> int(Es f)``.
+
+    >>> width_scaled(0.9, 40, 64)
+    (0.9, 40)
+    """
+    factor = reference / width
+    return momentum ** (1.0 / factor), int(start_epoch * factor)
