@@ -1,0 +1,476 @@
+"""Seeded label and input corruptions of a training set, recorded so a run can be replayed exactly.
+
+Every corruption draws from ``np.random.default_rng(seed)`` only (never a global RNG), so the same
+seed on the same data gives the same result. A fraction ``rate`` of the N samples is corrupted:
+``int(round(rate * N))`` of them (Python rounding, halves to even), chosen without replacement;
+the class-dependent ``asymmetric`` noise takes ``int(round(rate * N_c))`` of each source class c.
+
+Label corruptions (images kept):
+
+- ``symmetric``: the label is redrawn uniformly over all C classes (it may stay the same, so the
+  expected share of wrong labels is ``rate * (C - 1) / C``);
+- ``symmetric-exclusive``: redrawn among the other C - 1 classes (exactly ``rate`` wrong);
+- ``asymmetric``: CIFAR-10 truck->automobile, bird->airplane, deer->horse, cat<->dog; CIFAR-100
+  the next fine class of the same superclass (cyclic); other data sets c -> (c + 1) mod C;
+- ``human``: CIFAR-10N / CIFAR-100N re-annotations (``rate`` is ignored).
+
+Input corruptions (labels kept): ``gaussian`` (per-channel Gaussian noise images),
+``random_pixels`` (a permutation of pixel positions per image), ``shuffled_pixels`` (one
+permutation shared by all corrupted images).
+
+Example
+-------
+>>> images = torch.zeros(100, 1, 2, 2, dtype=torch.uint8)
+>>> labels = torch.arange(100) % 10
+>>> _, noisy, record = corrupt(images, labels, kind="symmetric-exclusive", rate=0.3, seed=0,
+...                            num_classes=10)
+>>> int((noisy != labels).sum()), len(record.indices), record.realised_error_rate
+(30, 30, 0.3)
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfadapt.errors import SelfAdaptError
+
+CORRUPTIONS = ("none", "symmetric", "symmetric-exclusive", "asymmetric", "human",
+               "gaussian", "random_pixels", "shuffled_pixels")
+LABEL_CORRUPTIONS = frozenset({"symmetric", "symmetric-exclusive", "asymmetric", "human"})
+INPUT_CORRUPTIONS = frozenset({"gaussian", "random_pixels", "shuffled_pixels"})
+
+#: CIFAR-N label sets by data set: variant name -> key in the official ``.pt`` file.
+HUMAN_VARIANTS = {
+    "cifar10": {"clean": "clean_label", "aggre": "aggre_label", "worse": "worse_label",
+                "random1": "random_label1", "random2": "random_label2", "random3": "random_label3"},
+    "cifar100": {"clean": "clean_label", "noisy": "noisy_label"},
+}
+HUMAN_FILES = {"cifar10": "CIFAR-10_human.pt", "cifar100": "CIFAR-100_human.pt"}
+
+# CIFAR-10 class-dependent noise: truck->automobile, bird->airplane, deer->horse, cat<->dog.
+CIFAR10_ASYMMETRIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+# Where the shared CIFAR-N files live relative to the repository (../shared/data/cifar-n).
+_SHARED_CIFAR_N = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar-n"
+
+_CHUNK = 4096  # images processed at a time by the input corruptions (bounds the memory used)
+_FIELDS = ("kind", "rate", "seed", "variant", "indices", "original_labels", "new_labels", "digest")
+
+
+@dataclass(eq=False)
+class NoiseRecord:
+    """What a corruption did: enough to report it and to :func:`replay` it exactly.
+
+    ``indices`` are the chosen (corrupted) positions in the given training set, sorted; for
+    ``human`` noise the positions whose label changed. ``digest`` is the SHA-256 of the corrupted
+    images (input corruptions only), checked by :func:`replay`.
+
+    Example
+    -------
+    >>> r = NoiseRecord("symmetric", 0.5, 0, None, np.array([1]), np.array([0, 1]), np.array([0, 0]))
+    >>> r.realised_error_rate, r.summary()["corrupted"]
+    (0.5, 1)
+    """
+
+    kind: str
+    rate: float
+    seed: int
+    variant: str | None
+    indices: np.ndarray
+    original_labels: np.ndarray
+    new_labels: np.ndarray
+    digest: str = ""
+
+    @property
+    def realised_error_rate(self) -> float:
+        """Share of wrong labels (label noise) or of corrupted images (input noise)."""
+        n = len(self.original_labels)
+        if n == 0:
+            return 0.0
+        if self.kind in INPUT_CORRUPTIONS:
+            return len(self.indices) / n
+        return float(np.mean(self.new_labels != self.original_labels))
+
+    def save(self, path: str | Path) -> None:
+        """Write the record to ``path`` exactly (an ``.npz`` archive, no pickled objects)."""
+        with open(path, "wb") as f:
+            np.savez(f, kind=np.str_(self.kind), rate=np.float64(self.rate), seed=np.int64(self.seed),
+                     variant=np.str_(self.variant or ""), indices=np.asarray(self.indices, np.int64),
+                     original_labels=np.asarray(self.original_labels, np.int64),
+                     new_labels=np.asarray(self.new_labels, np.int64), digest=np.str_(self.digest))
+
+    @classmethod
+    def load(cls, path: str | Path) -> NoiseRecord:
+        """Read a record written by :meth:`save`; a missing or damaged file raises SelfAdaptError."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in _FIELDS if k not in z.files]
+                if missing:
+                    raise ValueError(f"missing {', '.join(missing)}")
+                f = {k: z[k] for k in _FIELDS}
+            arrays = {k: np.asarray(f[k]) for k in ("indices", "original_labels", "new_labels")}
+            if any(a.ndim != 1 or a.dtype.kind not in "iu" for a in arrays.values()):
+                raise ValueError("label and index arrays must be 1-D integers")
+            if len(arrays["original_labels"]) != len(arrays["new_labels"]):
+                raise ValueError("original_labels and new_labels differ in length")
+            record = cls(kind=str(f["kind"]), rate=float(f["rate"]), seed=int(f["seed"]),
+                         variant=str(f["variant"]) or None, digest=str(f["digest"]),
+                         **{k: a.astype(np.int64) for k, a in arrays.items()})
+        except FileNotFoundError:
+            raise SelfAdaptError(f"noise record not found: {path}") from None
+        except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:
+            raise SelfAdaptError(f"noise record {path} is corrupt ({e})") from None
+        if record.kind not in CORRUPTIONS:
+            raise SelfAdaptError(f"noise record {path} is corrupt (unknown kind {record.kind!r})")
+        idx = record.indices
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(record.original_labels)):
+            raise SelfAdaptError(f"noise record {path} is corrupt (indices out of range)")
+        return record
+
+    def summary(self) -> dict:
+        """JSON-able description: kind, rate, seed, variant, corrupted count, realised error rate."""
+        return {"kind": self.kind, "rate": float(self.rate), "seed": int(self.seed), "variant": self.variant,
+                "corrupted": int(len(self.indices)), "num_samples": int(len(self.original_labels)),
+                "realised_error_rate": float(self.realised_error_rate)}
+
+
+class HumanLabels(np.ndarray):
+    """CIFAR-N labels of one variant in the official training order (a plain int64 array) that
+    also carries ``variant`` and the file's ``clean_labels``, so :func:`corrupt` can record the
+    variant and check that the data it corrupts is aligned with the file. Arrays derived from it
+    (slices, copies) lose both attributes."""
+
+
+def load_human_labels(path: str | Path, *, variant: str) -> np.ndarray:
+    """The ``variant`` label set of a CIFAR-N file, int64 in the official training order.
+
+    Variants: ``aggre``, ``worse``, ``random1``..``random3`` (CIFAR-10N), ``noisy`` (CIFAR-100N) and
+    ``clean`` (both). The file (a torch-saved dict of numpy arrays) is read with torch's
+    weights-only unpickler, which admits numpy's array reconstruction and nothing else, so a
+    malicious file cannot run code; it raises SelfAdaptError instead.
+
+    Example
+    -------
+    >>> worse = load_human_labels("../shared/data/cifar-n/CIFAR-10_human.pt", variant="worse")  # doctest: +SKIP
+    >>> worse.shape, worse.variant  # doctest: +SKIP
+    ((50000,), 'worse')
+    """
+    path = Path(path)
+    content = _read_cifar_n(path)
+    keys = next((v for v in HUMAN_VARIANTS.values() if set(v.values()) <= set(content)), None)
+    if keys is None:
+        raise SelfAdaptError(f"{path} is not a CIFAR-N label file (keys: {', '.join(sorted(map(str, content)))})")
+    if variant not in keys:
+        raise SelfAdaptError(f"CIFAR-N variant {variant!r} is not in {path.name}; choose from {', '.join(keys)}")
+    clean = _label_array(content["clean_label"], path, "clean_label")
+    labels = _label_array(content[keys[variant]], path, keys[variant])
+    if labels.shape != clean.shape:
+        raise SelfAdaptError(f"{path} is corrupt ({keys[variant]} and clean_label differ in length)")
+    out = labels.view(HumanLabels)
+    out.variant, out.clean_labels = variant, clean
+    return out
+
+
+def find_human_labels_file(dataset: str, data_dir: str | Path) -> Path:
+    """Locate ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` in ``data_dir``, ``data_dir/cifar-n``
+    or the repository's ``../shared/data/cifar-n``.
+
+    Example
+    -------
+    >>> find_human_labels_file("cifar10", "data")  # doctest: +SKIP
+    PosixPath('/work/shared/data/cifar-n/CIFAR-10_human.pt')
+    """
+    name = HUMAN_FILES.get(str(dataset).lower())
+    if name is None:
+        raise SelfAdaptError(f"human label noise exists only for cifar10 and cifar100, not {dataset!r}")
+    places = [Path(data_dir), Path(data_dir) / "cifar-n", _SHARED_CIFAR_N]
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    raise SelfAdaptError(f"{name} not found; put the CIFAR-N file in {places[1]} "
+                         f"(looked in {', '.join(map(str, places))})")
+
+
+def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: float, seed: int, num_classes: int,
+            dataset: str = "", coarse_labels: torch.Tensor | None = None, source_index: torch.Tensor | None = None,
+            human_labels: np.ndarray | None = None, mean=None, std=None
+            ) -> tuple[torch.Tensor, torch.Tensor, NoiseRecord]:
+    """Corrupt a fraction ``rate`` of the training set; return new ``(images, labels, record)``.
+
+    ``images`` uint8 ``(N, C, H, W)``, ``labels`` integer ``(N,)`` (the clean labels), both on the
+    CPU; neither is modified. ``kind="none"`` or ``rate=0`` (except ``human``) changes nothing.
+
+    - ``dataset`` (``"cifar10"``, ``"cifar100"``, ...) picks the asymmetric mapping and is
+      required for ``human``; ``coarse_labels`` ``(N,)`` are needed for CIFAR-100 asymmetric noise.
+    - ``human``: sample k takes ``human_labels[source_index[k]]`` (``source_index`` is each
+      sample's position in the official training order, default ``arange(N)``); ``labels`` must
+      be the clean labels: with labels from :func:`load_human_labels` they are checked exactly
+      against the file's ``clean_label``, otherwise a disagreement above 70% on 500+ samples is
+      taken as misalignment.
+    - ``gaussian``: each chosen image becomes per-channel N(mean_c, std_c) noise on the [0, 1]
+      scale (default: the given images' statistics), clipped, times 255, rounded to uint8.
+
+    Example
+    -------
+    >>> images = torch.arange(8, dtype=torch.uint8).reshape(2, 2, 2, 1)
+    >>> out, _, rec = corrupt(images, torch.tensor([0, 1]), kind="shuffled_pixels", rate=1.0, seed=1,
+    ...                       num_classes=2)
+    >>> rec.indices.tolist(), sorted(out[0, 0].flatten().tolist())
+    ([0, 1], [0, 1])
+    """
+    y, n = _validate(images, labels, kind, rate, seed, num_classes)
+    dataset = str(dataset).lower()
+    rng = np.random.default_rng(seed)
+    if kind == "none" or (rate == 0 and kind != "human"):
+        record = NoiseRecord(kind, 0.0, seed, None, np.zeros(0, np.int64), y, y.copy())
+        return images.clone(), labels.clone().long(), record
+    if kind in INPUT_CORRUPTIONS:
+        idx = _choose(rng, n, rate)
+        out = images.detach().cpu().clone()
+        corrupted = _corrupt_images(rng, kind, images.detach().cpu().numpy(), idx, mean, std)
+        out[torch.from_numpy(idx)] = torch.from_numpy(corrupted)
+        record = NoiseRecord(kind, float(rate), seed, None, idx, y, y.copy(), _digest(corrupted))
+        return out, labels.clone().long(), record
+    variant = None
+    if kind in ("symmetric", "symmetric-exclusive"):
+        idx = _choose(rng, n, rate)
+        new = y.copy()
+        if kind == "symmetric":
+            new[idx] = rng.integers(0, num_classes, size=len(idx))
+        else:
+            if num_classes < 2:
+                raise SelfAdaptError("symmetric-exclusive noise needs at least 2 classes")
+            new[idx] = (y[idx] + rng.integers(1, num_classes, size=len(idx))) % num_classes
+    elif kind == "asymmetric":
+        mapping = _asymmetric_mapping(dataset, num_classes, y, coarse_labels)
+        new, chosen = y.copy(), []
+        for source in sorted(mapping):
+            members = np.flatnonzero(y == source)
+            pick = rng.choice(members, size=int(round(rate * len(members))), replace=False)
+            new[pick] = mapping[source]
+            chosen.append(pick)
+        idx = np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
+    else:
+        new, variant = _human(y, dataset, num_classes, source_index, human_labels)
+        idx = np.flatnonzero(new != y).astype(np.int64)
+        rate = float(np.mean(new != y)) if n else 0.0
+    record = NoiseRecord(kind, float(rate), seed, variant, idx, y, new)
+    return images.clone(), torch.from_numpy(new.copy()), record
+
+
+def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kwargs
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reproduce a saved corruption exactly on the same data.
+
+    ``kwargs`` are those given to :func:`corrupt` (``kind``, ``rate`` and ``seed`` come from the
+    record; if passed they must agree with it). Label noise reapplies ``record.new_labels``; input
+    noise is regenerated from the seed and checked against the record's indices and digest.
+
+    Example
+    -------
+    >>> images, labels = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10) % 2
+    >>> _, noisy, record = corrupt(images, labels, kind="symmetric", rate=0.5, seed=3, num_classes=2)
+    >>> bool(torch.equal(replay(record, images, labels)[1], noisy))
+    True
+    """
+    checked = ("kind", "seed") if record.kind in ("none", "human") else ("kind", "rate", "seed")
+    for name in ("kind", "rate", "seed"):
+        if name in kwargs and kwargs.pop(name) != getattr(record, name) and name in checked:
+            raise SelfAdaptError(f"replay: {name} differs from the record's ({getattr(record, name)})")
+    unknown = set(kwargs) - {"num_classes", "dataset", "coarse_labels", "source_index", "human_labels",
+                             "mean", "std"}
+    if unknown:
+        raise TypeError(f"replay() got unexpected keyword arguments {sorted(unknown)}")
+    y = labels.detach().cpu().numpy()
+    if y.shape != record.original_labels.shape or not np.array_equal(y, record.original_labels):
+        raise SelfAdaptError("record does not belong to this data (its original labels differ from these labels)")
+    if record.kind not in INPUT_CORRUPTIONS:
+        return images.clone(), torch.from_numpy(record.new_labels.astype(np.int64))
+    if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[0] != len(y):
+        raise SelfAdaptError("record does not belong to this data (images do not match the labels)")
+    rng = np.random.default_rng(record.seed)
+    idx = _choose(rng, len(y), record.rate)
+    if not np.array_equal(idx, record.indices):
+        raise SelfAdaptError("record does not belong to this data (regenerated indices differ)")
+    corrupted = _corrupt_images(rng, record.kind, images.detach().cpu().numpy(), idx,
+                                kwargs.get("mean"), kwargs.get("std"))
+    if record.digest and _digest(corrupted) != record.digest:
+        raise SelfAdaptError("replayed images differ from the record (different images, mean or std?)")
+    out = images.detach().cpu().clone()
+    out[torch.from_numpy(idx)] = torch.from_numpy(corrupted)
+    return out, labels.clone().long()
+
+
+def _validate(images, labels, kind, rate, seed, num_classes) -> tuple[np.ndarray, int]:
+    if kind not in CORRUPTIONS:
+        raise SelfAdaptError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate <= 1.0:
+        raise SelfAdaptError(f"noise rate must lie in [0, 1], got {rate}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise SelfAdaptError(f"noise seed must be a non-negative integer, got {seed!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise SelfAdaptError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
+        raise SelfAdaptError("labels must be a 1-D integer tensor")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
+        raise SelfAdaptError("images must be a uint8 tensor of shape (N, C, H, W)")
+    if images.shape[0] != labels.shape[0]:
+        raise SelfAdaptError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    y = labels.detach().cpu().numpy().astype(np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise SelfAdaptError(f"labels must lie in [0, {num_classes}), found {y.min()}..{y.max()}")
+    return y, len(y)
+
+
+def _choose(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    """``int(round(rate * n))`` distinct positions, sorted."""
+    return np.sort(rng.choice(n, size=int(round(rate * n)), replace=False)).astype(np.int64)
+
+
+def _asymmetric_mapping(dataset: str, num_classes: int, y: np.ndarray, coarse_labels) -> dict[int, int]:
+    if dataset == "cifar10":
+        if num_classes != 10:
+            raise SelfAdaptError(f"cifar10 asymmetric noise needs 10 classes, got {num_classes}")
+        return dict(CIFAR10_ASYMMETRIC)
+    if dataset == "cifar100":
+        if coarse_labels is None:
+            raise SelfAdaptError("asymmetric noise on cifar100 needs the coarse (superclass) labels")
+        coarse = np.asarray(torch.as_tensor(coarse_labels).cpu()).astype(np.int64)
+        if coarse.shape != y.shape:
+            raise SelfAdaptError(f"coarse_labels must have one entry per sample ({len(y)}), got {coarse.shape}")
+        pairs = np.unique(np.stack([y, coarse], 1), axis=0)
+        if len(np.unique(pairs[:, 0])) != len(pairs):
+            raise SelfAdaptError("coarse_labels are inconsistent: a fine class belongs to two superclasses")
+        mapping = {}
+        for superclass in np.unique(pairs[:, 1]):
+            members = np.sort(pairs[pairs[:, 1] == superclass, 0])
+            mapping.update({int(c): int(members[(i + 1) % len(members)]) for i, c in enumerate(members)})
+        return mapping
+    return {c: (c + 1) % num_classes for c in range(num_classes)}
+
+
+def _human(y, dataset, num_classes, source_index, human_labels) -> tuple[np.ndarray, str | None]:
+    if dataset not in HUMAN_FILES:
+        raise SelfAdaptError(f"human label noise exists only for cifar10 and cifar100, not {dataset or 'unnamed data'!r}")
+    if human_labels is None:
+        raise SelfAdaptError("human noise needs human_labels (see load_human_labels)")
+    human = np.asarray(human_labels)
+    if human.ndim != 1 or human.dtype.kind not in "iu":
+        raise SelfAdaptError("human_labels must be a 1-D integer array")
+    if len(human) and (human.min() < 0 or human.max() >= num_classes):
+        raise SelfAdaptError(f"human_labels do not fit {dataset} ({num_classes} classes)")
+    if source_index is None:
+        src = np.arange(len(y), dtype=np.int64)
+    else:
+        src = np.asarray(torch.as_tensor(source_index).cpu()).astype(np.int64)
+        if src.shape != y.shape:
+            raise SelfAdaptError(f"source_index must have one entry per sample ({len(y)}), got {src.shape}")
+    if len(src) and (src.min() < 0 or src.max() >= len(human)):
+        raise SelfAdaptError(f"source_index exceeds the {len(human)} CIFAR-N labels (pass source_index?)")
+    new = human[src].astype(np.int64)
+    clean = getattr(human_labels, "clean_labels", None)
+    if clean is not None:
+        aligned = len(clean) == len(human) and np.array_equal(clean[src], y)
+    else:
+        aligned = len(y) < 500 or np.mean(new != y) <= 0.7
+    if not aligned:
+        raise SelfAdaptError("CIFAR-N labels are not aligned with this data (pass the clean labels in "
+                             "the official training order, or source_index)")
+    return new, getattr(human_labels, "variant", None)
+
+
+def _corrupt_images(rng, kind, images: np.ndarray, idx: np.ndarray, mean, std) -> np.ndarray:
+    """The corrupted versions of ``images[idx]``, drawn from ``rng`` chunk by chunk."""
+    k, (channels, h, w) = len(idx), images.shape[1:]
+    out = np.empty((k, channels, h, w), dtype=np.uint8)
+    if kind == "gaussian":
+        mu, sigma = _gaussian_stats(images, mean, std)
+        for s in range(0, k, _CHUNK):
+            x = rng.standard_normal((min(_CHUNK, k - s), channels, h, w), dtype=np.float32)
+            x = x * sigma[:, None, None] + mu[:, None, None]
+            np.clip(x, 0.0, 1.0, out=x)
+            out[s:s + len(x)] = np.rint(x * 255.0).astype(np.uint8)
+        return out
+    shared = rng.permutation(h * w) if kind == "shuffled_pixels" else None
+    for s in range(0, k, _CHUNK):
+        flat = images[idx[s:s + _CHUNK]].reshape(-1, channels, h * w)
+        if shared is None:
+            perms = rng.permuted(np.broadcast_to(np.arange(h * w), (len(flat), h * w)), axis=1)
+            flat = np.take_along_axis(flat, perms[:, None, :], axis=2)
+        else:
+            flat = flat[:, :, shared]
+        out[s:s + len(flat)] = flat.reshape(-1, channels, h, w)
+    return out
+
+
+def _gaussian_stats(images: np.ndarray, mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std on the [0, 1] scale: as given, or measured on ``images``."""
+    channels = images.shape[1]
+    measured = _channel_stats(images) if mean is None or std is None else (None, None)
+    stats = []
+    for name, given, fallback in (("mean", mean, measured[0]), ("std", std, measured[1])):
+        v = fallback if given is None else np.asarray(given, np.float64).reshape(-1)
+        if v.size == 1:
+            v = np.repeat(v, channels)
+        if v.shape != (channels,) or not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > 1:
+            raise SelfAdaptError(f"gaussian noise {name} must be {channels} value(s) on the [0, 1] scale, got {given}")
+        stats.append(v.astype(np.float32))
+    return stats[0], stats[1]
+
+
+def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    channels = images.shape[1]
+    total, squares = np.zeros(channels), np.zeros(channels)
+    for s in range(0, len(images), _CHUNK):
+        x = images[s:s + _CHUNK].astype(np.float64) / 255.0
+        total += x.sum(axis=(0, 2, 3))
+        squares += (x * x).sum(axis=(0, 2, 3))
+    count = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+
+
+def _digest(images: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+def _numpy_reconstruction_globals() -> list:
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 1.26 has only numpy.core
+        from numpy.core import multiarray
+    allowed = [np.ndarray, np.dtype, type(np.dtype(np.int64)), type(np.dtype(np.int32))]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
+    return allowed
+
+
+def _read_cifar_n(path: Path) -> dict:
+    if not path.is_file():
+        raise SelfAdaptError(f"CIFAR-N file not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_reconstruction_globals()):
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        raise SelfAdaptError(f"{path} holds more than numpy arrays and was not loaded "
+                             f"({reason[0] if reason else 'refused by the weights-only unpickler'})") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, zipfile errors... for damaged files
+        raise SelfAdaptError(f"{path} is not a readable CIFAR-N file ({type(e).__name__}: {e})") from None
+    if not isinstance(content, dict):
+        raise SelfAdaptError(f"{path} is not a CIFAR-N label file (holds a {type(content).__name__}, not a dict)")
+    return content
+
+
+def _label_array(value, path: Path, key: str) -> np.ndarray:
+    a = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if a.ndim != 1 or a.dtype.kind not in "iu" or (len(a) and a.min() < 0):
+        raise SelfAdaptError(f"{path} is corrupt ({key} is not a 1-D array of class indices)")
+    return a.astype(np.int64)
