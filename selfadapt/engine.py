@@ -156,9 +156,12 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train from the last checkpoint (or the start) to ``config.epochs``; return all epoch records."""
         history = self.run.metrics() if self.run is not None else []
-        for epoch in range(self.start_epoch, self.config.epochs):
+        epochs = tqdm(range(self.start_epoch, self.config.epochs), desc="epochs", initial=self.start_epoch,
+                      total=self.config.epochs, disable=None if self.config.progress else True)
+        for epoch in epochs:
             record = self.train_epoch(epoch)
             history.append(record)
+            epochs.set_postfix(loss=f"{record['train_loss']:.3f}", test=record["test_accuracy"])
             if self.run is not None:
                 self.run.append_metrics(record)
                 self._checkpoint(epoch + 1)
@@ -174,7 +177,9 @@ class Trainer:
         n = len(self.train_loader.labels)
         predictions = torch.full((n,), -1, dtype=torch.long, device=self.device)
         loss_sum = torch.zeros((), device=self.device)
-        batches = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not self.config.progress)
+        long_epoch = len(self.train_loader) >= 100  # a bar per epoch only where an epoch takes a while
+        batches = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False,
+                       disable=None if self.config.progress and long_epoch else True)
         for x, y, index in batches:
             with _autocast(self.device, self.amp):
                 step = self.objective.training_step(self.forward_model, x, y, index, epoch)

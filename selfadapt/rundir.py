@@ -26,6 +26,11 @@ from selfadapt.errors import SelfAdaptError
 RESUMABLE_KEYS = frozenset({"epochs", "device", "progress", "data_dir", "out"})
 
 
+def differing_settings(a: dict, b: dict) -> list[str]:
+    """Keys whose values differ between two run configs, ignoring those a resume may change."""
+    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``: never half a file."""
     path = Path(path)
@@ -65,12 +70,10 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.config = config
         stored = self.stored_config()
-        if stored is not None:
-            differs = sorted(k for k in set(stored) | set(config)
-                             if k not in RESUMABLE_KEYS and stored.get(k) != config.get(k))
-            if differs:
-                raise SelfAdaptError(f"{self.path} holds a different run (it differs in {', '.join(differs)}); "
-                                     "choose another --out or delete that directory")
+        if stored is not None and differing_settings(stored, config):
+            raise SelfAdaptError(f"{self.path} holds a different run (it differs in "
+                                 f"{', '.join(differing_settings(stored, config))}); "
+                                 "choose another --out or delete that directory")
         write_json(self.config_path, config)
 
     config_path = property(lambda self: self.path / "config.json")
@@ -109,7 +112,14 @@ class RunDir:
         save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self) -> dict | None:
-        return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.exists() else None
+        """The run's checkpoint, or None; one written by a different run is refused."""
+        if not self.checkpoint_path.exists():
+            return None
+        state = load_checkpoint(self.checkpoint_path)
+        if differing_settings(state["config"], self.config):
+            raise SelfAdaptError(f"{self.checkpoint_path} comes from another run (it differs in "
+                                 f"{', '.join(differing_settings(state['config'], self.config))})")
+        return state
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -103,3 +103,11 @@ def test_metrics_have_the_promised_fields(tmp_path):
     _, history = train(tmp_path / "run", 2)
     assert set(history[0]) >= {"epoch", "lr", "train_loss", "train_accuracy_given", "train_accuracy_clean",
                                "test_accuracy", "seconds"}
+
+
+def test_a_checkpoint_from_another_run_is_refused(tmp_path):
+    train(tmp_path / "a", 1, {"lr": 0.5})
+    train(tmp_path / "b", 1)
+    (tmp_path / "a" / "checkpoint.pt").replace(tmp_path / "b" / "checkpoint.pt")
+    with pytest.raises(SelfAdaptError, match="comes from another run"):
+        train(tmp_path / "b", 2)

@@ -1,0 +1,130 @@
+"""Models by name: ``build_model("resnet34", num_classes=10)`` returns a :class:`Classifier`.
+
+Every model takes images in [0, 1] and normalises them itself, so training, evaluation and
+adversarial attacks all work in the same [0, 1] pixel space (SPEC section 5).
+
+>>> import torch
+>>> model = build_model("cnn", num_classes=10, in_channels=1, image_size=28, mean=[0.286], std=[0.353])
+>>> model(torch.rand(4, 1, 28, 28)).shape, model.features(torch.rand(4, 1, 28, 28)).shape
+(torch.Size([4, 10]), torch.Size([4, 576]))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from selfadapt.errors import SelfAdaptError
+from selfadapt.models.preact_resnet import PreActResNet
+from selfadapt.models.resnet import ResNet
+from selfadapt.models.small import CNN, MLP
+from selfadapt.models.vgg import VGG
+from selfadapt.models.wide_resnet import WideResNet
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with mean and std as buffers (saved, moved with the model).
+
+    >>> Normalize([0.5], [0.25])(torch.ones(1, 1, 2, 2)).flatten().tolist()
+    [2.0, 2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """normalize -> backbone features -> linear head. Inputs are images in [0, 1] (float, N x C x H x W):
+    normalisation lives INSIDE the model so training, evaluation and adversarial attacks all see [0,1].
+
+    >>> model = Classifier(Normalize([0.5], [0.5]), MLP(in_channels=1, image_size=8, hidden=32), num_classes=3)
+    >>> model(torch.rand(2, 1, 8, 8)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, normalize: Normalize, backbone: nn.Module, num_classes: int):
+        super().__init__()
+        self.normalize = normalize
+        self.backbone = backbone
+        self.feature_dim: int = backbone.feature_dim
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x):
+        """Penultimate features, N x ``feature_dim`` (for linear probes and self-supervised work)."""
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[int, int, int, float], nn.Module]  # (in_channels, image_size, width, dropout) -> backbone
+    width: int            # default `width`: base channels, widen factor or hidden units (see `about`)
+    dropout: bool         # whether `dropout` is honoured; the others accept only None or 0
+    about: str            # one line for `--help` and error messages
+
+
+MODELS: dict[str, ModelSpec] = {
+    "resnet18": ModelSpec(lambda c, s, w, p: ResNet((2, 2, 2, 2), in_channels=c, width=w), 64, False,
+                          "CIFAR ResNet-18, base width (64)"),
+    "resnet34": ModelSpec(lambda c, s, w, p: ResNet((3, 4, 6, 3), in_channels=c, width=w), 64, False,
+                          "CIFAR ResNet-34, base width (64)"),
+    "preact-resnet18": ModelSpec(lambda c, s, w, p: PreActResNet((2, 2, 2, 2), in_channels=c, width=w), 64, False,
+                                 "pre-activation ResNet-18, base width (64)"),
+    "wrn-28-10": ModelSpec(lambda c, s, w, p: WideResNet(28, w, in_channels=c, dropout=p), 10, True,
+                           "Wide ResNet 28, widen factor (10), dropout in blocks"),
+    "wrn-34-10": ModelSpec(lambda c, s, w, p: WideResNet(34, w, in_channels=c, dropout=p), 10, True,
+                           "Wide ResNet 34 (TRADES), widen factor (10), dropout in blocks"),
+    "vgg16-bn": ModelSpec(lambda c, s, w, p: VGG(in_channels=c, image_size=s, width=w, dropout=p), 64, True,
+                          "VGG-16 with batch norm, base width (64), dropout 0.5 = Deep Gamblers/SAT network"),
+    "cnn": ModelSpec(lambda c, s, w, p: CNN(in_channels=c, image_size=s, width=w, dropout=p), 16, True,
+                     "small 3-layer CNN for CPU runs, base width (16)"),
+    "mlp": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, hidden=w, dropout=p), 512, True,
+                     "2-hidden-layer MLP, hidden units (512)"),
+}
+
+
+def model_names() -> list[str]:
+    """The names :func:`build_model` accepts, in registry order."""
+    return list(MODELS)
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                width: int | None = None, dropout: float | None = None) -> Classifier:
+    """A freshly initialised :class:`Classifier` called ``name`` for images in [0, 1].
+
+    ``mean``/``std`` (default 0.5 per channel) normalise inside the model; ``width`` and ``dropout``
+    default per model (see :data:`MODELS`). Bad names or arguments raise :class:`SelfAdaptError`.
+    """
+    if name not in MODELS:
+        raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    spec = MODELS[name]
+    width = spec.width if width is None else width
+    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size),
+                       ("width", width)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise SelfAdaptError(f"{arg} must be a positive integer, got {value!r}")
+    mean = [0.5] * in_channels if mean is None else list(mean)
+    std = [0.5] * in_channels if std is None else list(std)
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise SelfAdaptError(f"mean and std need one value per channel ({in_channels}), got {len(mean)} and {len(std)}")
+    if any(s <= 0 for s in std):
+        raise SelfAdaptError(f"std must be positive, got {std}")
+    dropout = 0.0 if dropout is None else float(dropout)
+    if not 0.0 <= dropout < 1.0:
+        raise SelfAdaptError(f"dropout must lie in [0, 1), got {dropout}")
+    if dropout and not spec.dropout:
+        with_dropout = ", ".join(n for n, s in MODELS.items() if s.dropout)
+        raise SelfAdaptError(f"model {name!r} has no dropout option; models with dropout: {with_dropout}")
+    backbone = spec.build(int(in_channels), int(image_size), int(width), dropout)
+    return Classifier(Normalize(mean, std), backbone, int(num_classes))

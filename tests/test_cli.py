@@ -1,0 +1,111 @@
+"""The command line end to end on real data (digits ships with scikit-learn), and bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from selfadapt.cli import build_parser, main, run_config_from
+from selfadapt.data.corruption import NoiseRecord
+
+TINY = ["--dataset", "digits", "--model", "mlp", "--width", "32", "--epochs", "2", "--batch-size", "128",
+        "--lr", "0.05", "--augment", "none", "--noise", "symmetric", "--noise-rate", "0.4",
+        "--sat-start-epoch", "1", "--device", "cpu", "--no-progress"]
+
+
+def fails_with(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("selfadapt: error: ") and message in err and "Traceback" not in err
+    assert err.count("\n") == 1, "one line"
+
+
+def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of 1297 training labels wrong" in printed
+    for name in ("config.json", "metrics.jsonl", "summary.json", "noise.npz", "targets.npy", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["noise_seed"] == 0 and config["seed"] == 0 and config["data_seed"] == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test_accuracy"] == metrics[-1]["test_accuracy"]
+    assert 0.3 < summary["noise"]["realised_error_rate"] < 0.42
+    assert np.load(out / "targets.npy").shape == (1297, 10)
+    record = NoiseRecord.load(out / "noise.npz")
+    assert (record.new_labels != record.original_labels).mean() == pytest.approx(summary["noise"]["realised_error_rate"])
+
+    assert main(["eval", str(out / "checkpoint.pt"), "--device", "cpu"]) == 0
+    assert f"test accuracy {100 * summary['final_test_accuracy']:.2f}%" in capsys.readouterr().out
+
+
+def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
+    constant = [*TINY, "--schedule", "constant", "--method", "sat"]
+    main(["train", *constant, "--out", str(tmp_path / "a"), "--epochs", "3"])
+    main(["train", *constant, "--out", str(tmp_path / "b"), "--epochs", "2"])
+    main(["train", *constant, "--out", str(tmp_path / "b"), "--epochs", "3"])
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key])
+    assert np.array_equal(np.load(tmp_path / "a" / "targets.npy"), np.load(tmp_path / "b" / "targets.npy"))
+
+
+def test_preset_with_overrides():
+    args = build_parser().parse_args(["train", "--preset", "cifar100-sat-sym0.6", "--epochs", "5", "--lr", "0.02"])
+    config = run_config_from(args)
+    assert (config.dataset, config.model, config.method) == ("cifar100", "resnet34", "sat")
+    assert (config.noise, config.noise_rate, config.epochs, config.lr) == ("symmetric", 0.6, 5, 0.02)
+    assert config.sat_start_epoch == 60 and config.batch_size == 256
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--noise-rate", "1.5"], "noise rate must lie in [0, 1]"),
+    (["--noise-rate", "-0.1"], "noise rate must lie in [0, 1]"),
+    (["--sat-momentum", "1.0"], "SAT momentum must lie in [0, 1)"),
+    (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--method", "magic"], "unknown method 'magic'"),
+    (["--dataset", "imagenet"], "unknown dataset"),
+    (["--noise", "adversarial"], "unknown noise 'adversarial'"),
+    (["--preset", "cifar10-sat-sym0.5"], "unknown preset"),
+    (["--method-option", "gce_q"], "KEY=VALUE"),
+])
+def test_bad_settings_give_one_line(tmp_path, capsys, flags, message):
+    fails_with(capsys, ["train", *TINY, *flags, "--out", str(tmp_path / "run")], message)
+
+
+def test_missing_and_corrupt_dataset_files(tmp_path, capsys):
+    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path), "--out",
+                        str(tmp_path / "run")], "train-images-idx3-ubyte")
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x08\x03garbage")
+    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path), "--out",
+                        str(tmp_path / "run2")], "ubyte")
+
+
+def test_out_holding_a_different_run_is_refused_and_untouched(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    fails_with(capsys, ["train", *TINY, "--epochs", "1", "--lr", "0.5", "--out", str(out)], "holds a different run")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_eval_of_a_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"\x80garbage")
+    fails_with(capsys, ["eval", str(bad)], "cannot read checkpoint")
+    fails_with(capsys, ["eval", str(tmp_path / "missing.pt")], "does not exist")
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "selfadapt.cli", "train", *TINY, "--noise-rate", "2",
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "selfadapt: error: noise rate must lie in [0, 1], got 2.0"
