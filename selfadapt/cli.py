@@ -3,6 +3,8 @@
     selfadapt train --preset cifar10-sat-sym0.4 --data-dir data --out runs/c10-sat-40
     selfadapt eval runs/c10-sat-40/checkpoint.pt
     selfadapt demo --out runs/demo
+    selfadapt find-label-issues --dataset imagefolder:photos --model resnet18 --epochs 100 --out runs/photos
+    selfadapt bench docs/grids/fashion-mnist-cpu.toml --out results/fmnist
 """
 from __future__ import annotations
 
@@ -91,6 +93,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_find_label_issues(args) -> int:
+    from selfadapt.find_issues import find_label_issues
+
+    config = run_config_from(args)
+    if args.out is None:
+        raise SelfAdaptError("find-label-issues needs --out DIR (where label_issues.csv goes)")
+    find_label_issues(config, args.out)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from selfadapt.grid import run_grid
+
+    run_grid(args.grid, args.out, jobs=args.jobs)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from selfadapt.evaluate import evaluate_checkpoint
 
@@ -130,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(train)
     train.add_argument("--out", help="run directory")
     train.set_defaults(func=cmd_train)
+
+    finder = commands.add_parser("find-label-issues", help="train once with SAT; write label_issues.csv")
+    add_run_flags(finder)
+    finder.add_argument("--out", help="run directory (gets label_issues.csv)")
+    finder.set_defaults(func=cmd_find_label_issues)
+
+    bench = commands.add_parser("bench", help="run a grid of methods x corruptions x rates x seeds")
+    bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml")
+    bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
+    bench.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    bench.set_defaults(func=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="test accuracy of a checkpoint")
     evaluate.add_argument("checkpoint")

@@ -198,8 +198,23 @@ def memorisation_hook(data: PreparedData, objective):
     return hook
 
 
+@dataclass
+class RunResult:
+    summary: dict
+    data: PreparedData
+    objective: object   # the trained Objective (SAT's targets live in it)
+
+
 def run_experiment(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> dict:
-    """Train one run and return its summary (also written to ``out/summary.json``)."""
+    """Train one run and return its summary (also written to ``out/summary.json``).
+
+    Example: ``run_experiment(RunConfig(dataset="digits", model="mlp", epochs=5), "runs/x")``.
+    """
+    return train_run(config, out, verbose=verbose).summary
+
+
+def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> RunResult:
+    """Like :func:`run_experiment`, but also hand back the data and the trained objective."""
     validate(config)
     device = resolve_device(config.device)
     run = RunDir(out, config.to_dict()) if out is not None else None
@@ -241,7 +256,7 @@ def run_experiment(config: RunConfig, out: str | Path | None = None, *, verbose:
     if verbose:
         print(f"{config.method}: final test accuracy {_pct(summary['final_test_accuracy'])}, "
               f"best {_pct(summary['best_test_accuracy'])} (epoch {summary['best_epoch']})")
-    return summary
+    return RunResult(summary, data, objective)
 
 
 def summarise(config: RunConfig, history: list[dict], data: PreparedData, objective) -> dict:

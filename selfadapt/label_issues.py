@@ -1,6 +1,8 @@
 """Scoring and writing suspected label errors (SAT's free by-product)."""
 from __future__ import annotations
 
+import csv
+
 import torch
 
 
@@ -20,3 +22,22 @@ def label_issue_scores(flagged: torch.Tensor, is_error: torch.Tensor) -> dict:
     recall = hits / true_errors if true_errors else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"flagged": len(flagged), "true_errors": true_errors, "precision": precision, "recall": recall, "f1": f1}
+
+
+def write_label_issues_csv(path, issues, *, source_index: torch.Tensor, classes: list[str],
+                           files: list[str] | None = None) -> int:
+    """Write SAT's suspected label errors, most confident first, as CSV; return the row count.
+
+    Columns: ``index`` (position in the full training set as the data set orders it), ``file``
+    (empty when the data set has no files), ``given_label``, ``suggested_label``, their class names
+    and ``confidence`` (the corrected target's probability of the suggested label).
+    """
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "file", "given_label", "suggested_label", "given_class", "suggested_class",
+                         "confidence"])
+        for position, given, suggested, confidence in zip(issues.index.tolist(), issues.given_label.tolist(),
+                                                          issues.suggested_label.tolist(), issues.confidence.tolist()):
+            writer.writerow([int(source_index[position]), files[position] if files else "", given, suggested,
+                             classes[given], classes[suggested], f"{confidence:.6f}"])
+    return len(issues.index)

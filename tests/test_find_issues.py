@@ -1,0 +1,71 @@
+"""find-label-issues: planted label errors in an image folder are found, and the CSV is well formed."""
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from selfadapt.cli import main
+from selfadapt.data.datasets import load_dataset
+
+
+def write_digit_folder(root, per_class=40, planted=12, seed=0):
+    """Real digits as PNG files in class folders, ``planted`` of them filed under a wrong class."""
+    digits = load_dataset("digits")
+    rng = np.random.default_rng(seed)
+    images, labels = digits.train.images.numpy(), digits.train.labels.numpy()
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
+    wrong = set(rng.choice(chosen, size=planted, replace=False).tolist())
+    planted_files = {}
+    for i in chosen:
+        true = int(labels[i])
+        given = (true + 1 + int(rng.integers(9))) % 10 if i in wrong else true
+        folder = root / "train" / f"class{given}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"img{i:04d}.png"
+        Image.fromarray(images[i, 0]).resize((16, 16)).save(folder / name)
+        if i in wrong:
+            planted_files[f"train/class{given}/{name}"] = (given, true)
+    return planted_files
+
+
+def test_find_label_issues_on_an_image_folder(tmp_path, capsys):
+    planted = write_digit_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    argv = ["find-label-issues", "--dataset", f"imagefolder:{tmp_path / 'data'}", "--model", "mlp", "--width", "128",
+            "--epochs", "30", "--sat-start-epoch", "8", "--batch-size", "32", "--lr", "0.05", "--augment", "none",
+            "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    with open(out / "label_issues.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "file", "given_label", "suggested_label", "given_class", "suggested_class",
+                             "confidence"]
+    confidences = [float(r["confidence"]) for r in rows]
+    assert confidences == sorted(confidences, reverse=True) and all(0 < c <= 1 for c in confidences)
+    assert all(r["given_label"] != r["suggested_label"] for r in rows)
+    assert all(r["given_class"] == f"class{r['given_label']}" for r in rows)
+    flagged = {r["file"]: int(r["suggested_label"]) for r in rows}
+    found = [f for f in planted if f in flagged]
+    assert len(found) >= 0.75 * len(planted), f"found {len(found)} of {len(planted)} planted errors"
+    assert sum(flagged[f] == planted[f][1] for f in found) >= 0.75 * len(found), "suggests the true class"
+    assert len(rows) <= 2 * len(planted), "few false alarms"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["label_issues_found"] == len(rows) and "label_issues" not in summary  # truth unknown here
+
+
+def test_injected_noise_gives_precision_and_recall(tmp_path):
+    out = tmp_path / "run"
+    assert main(["find-label-issues", "--dataset", "digits", "--model", "mlp", "--width", "128", "--epochs", "15",
+                 "--sat-start-epoch", "4", "--lr", "0.05", "--augment", "none", "--noise", "symmetric-exclusive",
+                 "--noise-rate", "0.2", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    scores = json.loads((out / "summary.json").read_text())["label_issues"]
+    assert scores["true_errors"] == round(0.2 * 1297)
+    assert scores["precision"] > 0.8 and scores["recall"] > 0.6 and 0 < scores["f1"] <= 1
+    with open(out / "label_issues.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == scores["flagged"] and all(r["file"] == "" for r in rows)
+
+
+def test_find_label_issues_refuses_a_non_sat_method(tmp_path, capsys):
+    assert main(["find-label-issues", "--dataset", "digits", "--method", "ce", "--out", str(tmp_path / "r")]) == 2
+    assert "trains with SAT" in capsys.readouterr().err
