@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/selfadapt demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
