@@ -19,6 +19,7 @@ RUN_FLAGS = {
     "dataset": (str, "cifar10, cifar100, mnist, fashion-mnist, digits, svhn, stl10 or imagefolder:PATH"),
     "data_dir": (str, "where the data set files are (default $SELFADAPT_DATA or ./data)"),
     "subset": (int, "train on a seeded class-balanced subset of N samples"),
+    "test_subset": (int, "evaluate on a fixed class-balanced subset of N test samples"),
     "model": (str, "resnet18, resnet34, preact-resnet18, wrn-28-10, wrn-34-10, vgg16-bn, cnn, mlp"),
     "width": (int, "base width of a ResNet (64 is standard) or hidden size of the MLP"),
     "method": (str, "ce, sat, sat-sce or a baseline (see `selfadapt methods`)"),

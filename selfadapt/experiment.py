@@ -16,7 +16,7 @@ import torch
 
 from selfadapt.data.augment import AUGMENTATIONS, Augment
 from selfadapt.data.corruption import CORRUPTIONS, INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
-from selfadapt.data.datasets import Dataset, class_balanced_subset, load_dataset
+from selfadapt.data.datasets import Dataset, class_balanced_subset, default_data_dir, load_dataset
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine import OPTIMIZERS, SCHEDULES, EngineConfig, Trainer
 from selfadapt.errors import SelfAdaptError
@@ -33,6 +33,7 @@ class RunConfig:
     dataset: str = "cifar10"
     data_dir: str | None = None
     subset: int | None = None            # seeded class-balanced subset of the training set
+    test_subset: int | None = None       # fixed class-balanced subset of the test set (quick CPU grids)
     model: str = "resnet34"
     width: int | None = None             # base width (ResNets) or hidden size (MLP)
     method: str = "sat"
@@ -90,6 +91,7 @@ def validate(config: RunConfig) -> None:
         (config.lr > 0, f"learning rate must be > 0, got {config.lr}"),
         (config.weight_decay >= 0, f"weight decay must be >= 0, got {config.weight_decay}"),
         (config.subset is None or config.subset > 0, f"subset must be > 0, got {config.subset}"),
+        (config.test_subset is None or config.test_subset > 0, f"test subset must be > 0, got {config.test_subset}"),
         (config.method in OBJECTIVES, f"unknown method {config.method!r}; choose from {', '.join(sorted(OBJECTIVES))}"),
         (config.model in model_names(), f"unknown model {config.model!r}; choose from {', '.join(model_names())}"),
         (config.noise in CORRUPTIONS, f"unknown noise {config.noise!r}; choose from {', '.join(CORRUPTIONS)}"),
@@ -134,14 +136,15 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
     """Load, subset and corrupt the training data exactly as ``config`` says."""
     dataset = load_dataset(config.dataset, config.data_dir)
     if config.subset is not None and config.subset < len(dataset.train):
-        positions = class_balanced_subset_positions(dataset, config.subset, config.data_seed)
-        dataset.train = dataset.train.select(positions)
+        dataset.train = class_balanced_subset(dataset.train, config.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:
-            dataset.coarse_train_labels = dataset.coarse_train_labels[positions]
+            dataset.coarse_train_labels = dataset.coarse_train_labels[dataset.train.source_index]
+    if config.test_subset is not None and config.test_subset < len(dataset.test):
+        dataset.test = class_balanced_subset(dataset.test, config.test_subset, seed=0)  # the same for every run
     train = dataset.train
     human = None
     if config.noise == "human":
-        path = find_human_labels_file(config.dataset, config.data_dir)
+        path = find_human_labels_file(config.dataset, config.data_dir or default_data_dir())
         human = load_human_labels(path, variant=config.noise_variant or "worse")
     images, labels, record = corrupt(
         train.images, train.labels, kind=config.noise, rate=config.noise_rate, seed=config.noise_seed,
@@ -152,14 +155,6 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
         print(f"{config.noise} noise (rate {config.noise_rate}, seed {config.noise_seed}): "
               f"{record.realised_error_rate:.2%} of {len(labels)} training {what}")
     return PreparedData(dataset, images, labels, train.labels.clone(), record)
-
-
-def class_balanced_subset_positions(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
-    """Positions (in the full training set) of the seeded class-balanced subset."""
-    chosen = class_balanced_subset(dataset.train, n, seed=seed).source_index
-    position_of = torch.empty(int(dataset.train.source_index.max()) + 1, dtype=torch.long)
-    position_of[dataset.train.source_index] = torch.arange(len(dataset.train))
-    return position_of[chosen]
 
 
 def make_model_factory(config: RunConfig, dataset: Dataset):

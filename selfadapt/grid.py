@@ -34,7 +34,7 @@ import shlex
 import statistics
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -328,15 +328,19 @@ def _train_all(todo, out: Path, workers: int, threads: int, total: int):
         for i, run in todo:
             yield i, run, _train_one(run.name, run.config.to_dict(), str(out / "runs" / run.name), f"[{i}/{total}]")
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=torch.set_num_threads, initargs=(threads,))
-    try:
-        futures = {pool.submit(_train_one, run.name, run.config.to_dict(), str(out / "runs" / run.name),
-                               f"[{i}/{total}]"): (i, run) for i, run in todo}
-        for future in as_completed(futures):
-            yield (*futures[future], future.result())
-    finally:
-        pool.shutdown(cancel_futures=True)   # an interrupted grid starts no further runs
+    queue = todo[::-1]
+    running = {}
+    # Runs are handed out one per free worker (none wait in the pool's queue), so after Ctrl-C the
+    # pool only waits for the runs in progress, which the same signal interrupts.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        while queue or running:
+            while queue and len(running) < workers:
+                i, run = queue.pop()
+                running[pool.submit(_train_one, run.name, run.config.to_dict(), str(out / "runs" / run.name),
+                                    f"[{i}/{total}]")] = (i, run)
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                yield (*running.pop(future), future.result())
 
 
 def _train_one(name: str, config: dict, folder: str, position: str) -> dict | str:

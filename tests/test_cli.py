@@ -109,3 +109,12 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "selfadapt: error: noise rate must lie in [0, 1], got 2.0"
+
+
+def test_subsets_are_class_balanced_and_recorded(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--subset", "300", "--test-subset", "100", "--out", str(out)]) == 0
+    record = NoiseRecord.load(out / "noise.npz")
+    assert len(record.original_labels) == 300
+    assert np.bincount(record.original_labels).tolist() == [30] * 10
+    assert json.loads((out / "config.json").read_text())["test_subset"] == 100
