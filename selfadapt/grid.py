@@ -45,7 +45,7 @@ from selfadapt.data.corruption import CORRUPTIONS, HUMAN_FILES, HUMAN_VARIANTS, 
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import RunConfig, resolve_device, run_experiment, validate
 from selfadapt.objectives.registry import OBJECTIVES
-from selfadapt.rundir import RESUMABLE_KEYS, atomic_write_bytes, write_json
+from selfadapt.rundir import atomic_write_bytes, differing_settings, write_json
 
 try:
     import tomllib
@@ -300,7 +300,7 @@ def run_state(run: GridRun, out: Path) -> str:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SelfAdaptError(f"{folder / 'config.json'} is corrupt ({e}); delete that run directory") from None
     wanted = run.config.to_dict()
-    differs = sorted(k for k in set(stored) | set(wanted) if k not in RESUMABLE_KEYS and stored.get(k) != wanted.get(k))
+    differs = differing_settings(stored, wanted)
     if differs:
         raise SelfAdaptError(f"{folder} holds a different run (it differs in {', '.join(differs)}); "
                              "use another --out or delete that directory")
