@@ -87,20 +87,18 @@ def parse_option(text: str) -> tuple[str, object]:
 def cmd_train(args) -> int:
     from selfadapt.experiment import run_experiment
 
-    config = run_config_from(args)
     if args.out is None:
         raise SelfAdaptError("train needs --out DIR (the run directory; the same DIR resumes the run)")
-    run_experiment(config, args.out)
+    run_experiment(run_config_from(args), args.out)
     return 0
 
 
 def cmd_find_label_issues(args) -> int:
     from selfadapt.find_issues import find_label_issues
 
-    config = run_config_from(args)
     if args.out is None:
         raise SelfAdaptError("find-label-issues needs --out DIR (where label_issues.csv goes)")
-    find_label_issues(config, args.out)
+    find_label_issues(run_config_from(args), args.out)
     return 0
 
 
