@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", dest="data_dir", default=None, help="override the run's data directory")
     evaluate.set_defaults(func=cmd_eval)
 
-    demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (about a minute)")
+    demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (under a minute)")
     demo.add_argument("--out", default="runs/demo")
     demo.set_defaults(func=cmd_demo)
 
