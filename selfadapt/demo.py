@@ -1,8 +1,8 @@
 """``selfadapt demo``: cross-entropy against SAT on scikit-learn's digits with 40% symmetric noise.
 
-Needs nothing but the installed package and runs in under a minute on two CPU cores (16 s measured). The MLP is
-large enough, and trained long enough without augmentation, for cross-entropy to memorise the
-wrong labels; SAT's targets stop following them once it starts.
+Needs nothing but the installed package and runs in under a minute on two CPU cores (16 s
+measured). The MLP is large enough, and trained long enough without augmentation, for
+cross-entropy to memorise the wrong labels; SAT's targets stop following them once it starts.
 """
 from __future__ import annotations
 
