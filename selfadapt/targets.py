@@ -48,11 +48,6 @@ class TargetStore(nn.Module):
         self.values[index] = self.momentum * self.values[index] + (1.0 - self.momentum) * prediction
         return self.values[local_index]
 
-    @torch.no_grad()
-    def assign(self, index: torch.Tensor, rows: torch.Tensor) -> None:
-        """Overwrite rows (for objectives that post-process the average, e.g. renormalising)."""
-        self.values[index] = rows.to(self.values.dtype)
-
 
 def _gather_across_processes(index: torch.Tensor, prediction: torch.Tensor):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
