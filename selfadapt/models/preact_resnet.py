@@ -38,16 +38,20 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet(nn.Module):
-    """Backbone only: images -> N x ``feature_dim`` (= 8 * width) pooled features."""
+class PreActNet(nn.Module):
+    """A 3x3 stem, stages of pre-activation blocks, then BN-ReLU and global average pooling.
 
-    def __init__(self, blocks: tuple[int, ...], *, in_channels: int = 3, width: int = 64):
+    ``stages`` lists ``(width, stride, blocks)``; the first block of a stage carries its stride.
+    Backbone only: images -> N x ``feature_dim`` (the last stage's width) pooled features.
+    """
+
+    def __init__(self, stem_width: int, stages: list[tuple[int, int, int]], *, in_channels: int = 3,
+                 dropout: float = 0.0):
         super().__init__()
-        self.stem = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for i, n in enumerate(blocks):
-            cout, stride = width * 2**i, 1 if i == 0 else 2
-            layers += [PreActBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1) for j in range(n)]
+        self.stem = nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False)
+        layers, cin = [], stem_width
+        for cout, stride, n in stages:
+            layers += [PreActBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1, dropout) for j in range(n)]
             cin = cout
         self.layers = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -56,3 +60,11 @@ class PreActResNet(nn.Module):
 
     def forward(self, x):
         return self.pool(self.layers(self.stem(x)))
+
+
+class PreActResNet(PreActNet):
+    """Stages of widths w, 2w, 4w, 8w with strides 1, 2, 2, 2: ``feature_dim`` = 8 * width."""
+
+    def __init__(self, blocks: tuple[int, ...], *, in_channels: int = 3, width: int = 64):
+        stages = [(width * 2**i, 1 if i == 0 else 2, n) for i, n in enumerate(blocks)]
+        super().__init__(width, stages, in_channels=in_channels)

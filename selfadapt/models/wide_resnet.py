@@ -12,30 +12,15 @@ torch.Size([2, 128])
 """
 from __future__ import annotations
 
-from torch import nn
-
-from selfadapt.models.preact_resnet import PreActBlock
-from selfadapt.models.resnet import conv_init
+from selfadapt.models.preact_resnet import PreActNet
 
 
-class WideResNet(nn.Module):
+class WideResNet(PreActNet):
     """Backbone only: images -> N x ``feature_dim`` (= 64 * widen_factor) pooled features."""
 
     def __init__(self, depth: int = 28, widen_factor: int = 10, *, in_channels: int = 3, dropout: float = 0.0):
-        super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
         n = (depth - 4) // 6
-        self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-        layers, cin = [], 16
-        for i, stride in enumerate((1, 2, 2)):
-            cout = 16 * widen_factor * 2**i
-            layers += [PreActBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1, dropout) for j in range(n)]
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.feature_dim = cin
-        conv_init(self)
-
-    def forward(self, x):
-        return self.pool(self.layers(self.stem(x)))
+        stages = [(16 * widen_factor * 2**i, stride, n) for i, stride in enumerate((1, 2, 2))]
+        super().__init__(16, stages, in_channels=in_channels, dropout=dropout)
