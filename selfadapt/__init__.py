@@ -3,7 +3,8 @@
 >>> from selfadapt import SelfAdaptiveTraining
 """
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.sat import LabelIssues, SelfAdaptiveTraining, width_scaled
+from selfadapt.label_issues import LabelIssues
+from selfadapt.objectives.sat import SelfAdaptiveTraining, width_scaled
 from selfadapt.targets import TargetStore
 
 __version__ = "0.1.0"

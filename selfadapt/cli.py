@@ -1,94 +1,116 @@
 """The ``selfadapt`` command: parse, build, run. Bad input ends in one line and exit status 2.
 
-    selfadapt train --preset cifar10-sat-sym0.4 --data-dir data --out runs/c10-sat-40
-    selfadapt eval runs/c10-sat-40/checkpoint.pt
-    selfadapt demo --out runs/demo
-    selfadapt find-label-issues --dataset imagefolder:photos --model resnet18 --epochs 100 --out runs/photos
-    selfadapt bench docs/grids/fashion-mnist-cpu.toml --out results/fmnist
+Every ``train`` flag is derived from a setting's declaration (:mod:`selfadapt.settings`) or from a
+method's or evaluator's typed options, so the flags, presets and grid files cannot drift apart.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from selfadapt.errors import SelfAdaptError
 
-# Flags of `train` that map one-to-one onto RunConfig fields (dest -> type). Their argparse default
-# is None, so a flag given on the command line overrides the preset, which overrides RunConfig.
-RUN_FLAGS = {
-    "dataset": (str, "cifar10, cifar100, mnist, fashion-mnist, digits, svhn, stl10 or imagefolder:PATH"),
-    "data_dir": (str, "where the data set files are (default $SELFADAPT_DATA or ./data)"),
-    "subset": (int, "train on a seeded class-balanced subset of N samples"),
-    "test_subset": (int, "evaluate on a fixed class-balanced subset of N test samples"),
-    "model": (str, "resnet18, resnet34, preact-resnet18, wrn-28-10, wrn-34-10, vgg16-bn, cnn, mlp"),
-    "width": (int, "base width of a ResNet (64 is standard) or hidden size of the MLP"),
-    "method": (str, "ce, sat, sat-sce or a baseline (see `selfadapt methods`)"),
-    "noise": (str, "none, symmetric, symmetric-exclusive, asymmetric, human, gaussian, random_pixels, shuffled_pixels"),
-    "noise_rate": (float, "fraction of training samples to corrupt, in [0, 1]"),
-    "noise_seed": (int, "seed of the corruption (separate from --seed)"),
-    "noise_variant": (str, "CIFAR-N label set for --noise human: aggre, worse, random1..3 (C10N), noisy (C100N)"),
-    "seed": (int, "seed of the model initialisation"),
-    "data_seed": (int, "seed of the subset, data order and augmentation (default: --seed)"),
-    "epochs": (int, "number of epochs (a larger value extends a finished run)"),
-    "batch_size": (int, "mini-batch size"),
-    "optimizer": (str, "sgd or adam"),
-    "lr": (float, "initial learning rate"),
-    "momentum": (float, "SGD momentum"),
-    "weight_decay": (float, "L2 weight decay"),
-    "schedule": (str, "cosine, multistep or constant"),
-    "gamma": (float, "multistep: factor at each milestone"),
-    "sat_momentum": (float, "SAT target momentum alpha, in [0, 1)"),
-    "sat_start_epoch": (int, "SAT start epoch Es (0-based; cross-entropy before it)"),
-    "augment": (str, "crop-flip, flip, crop or none"),
-    "device": (str, "cpu, cuda, cuda:N or auto"),
-}
+TRAIN_EXAMPLES = """examples (CPU-sized):
+  selfadapt train --dataset digits --model mlp --method sat --noise symmetric --noise-rate 0.4 \\
+      --epochs 60 --batch-size 64 --lr 0.05 --weight-decay 0 --augment none --sat-start-epoch 5 \\
+      --device cpu --out runs/digits-sat
+  selfadapt train --dataset fashion-mnist --subset 5000 --model cnn --method gce --gce-q 0.5 \\
+      --noise asymmetric --noise-rate 0.4 --epochs 30 --lr 0.05 --device cpu --out runs/fm-gce
+the paper's setting (GPU):
+  selfadapt train --preset cifar10-sat-sym0.4 --data-dir data --out runs/c10-sat-40
+several processes (DistributedDataParallel; --batch-size is the global batch):
+  torchrun --nproc-per-node 8 -m selfadapt train --preset cifar10-sat-sym0.4 --out runs/c10
+Run the same command again to resume; a larger --epochs extends a finished run."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _help(f: dataclasses.Field, default_text: str | None = None) -> str:
+    from selfadapt.settings import describe_type
+
+    text = f.metadata.get("help", "")
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        text += f" ({', '.join(choices())})"
+    elif describe_type(f) not in ("STR", "BOOL"):
+        text += f" [{describe_type(f)}]"
+    if default_text is None and "default" in text:
+        return text.replace("%", "%%")
+    default = default_text if default_text is not None else _default(f)
+    return f"{text}; default {default}".replace("%", "%%")
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return "none" if f.default is None else f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else "none"
+
+
+def _add(group, f: dataclasses.Field, default_text: str | None = None) -> None:
+    kind = str(f.type)
+    if kind == "bool":
+        group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=_help(f, default_text))
+    else:
+        group.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.name.upper().split("_")[-1],
+                           help=_help(f, default_text))
+
+
+def option_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Every method and evaluator option: name -> (a declaring field, "owner=default" strings)."""
+    from selfadapt.evaluators import EVALUATORS
+    from selfadapt.objectives.registry import METHODS, get_method
+
+    get_method("ce")  # registers every method
+    out: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    owners = [(m.name, m.options) for m in METHODS.values()] + [(e.name, e.options) for e in EVALUATORS.values()]
+    for owner, options in sorted(owners):
+        for f in dataclasses.fields(options):
+            out.setdefault(f.name, (f, []))[1].append(f"{owner} {_default(f)}")
+    return out
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="start from a paper experiment (`selfadapt presets` lists them)")
-    for dest, (kind, text) in RUN_FLAGS.items():
-        parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=text)
-    parser.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",") if v], default=None,
-                        help="multistep: comma-separated epochs, e.g. 75,90")
-    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast on CUDA")
-    parser.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--method-option", dest="method_options", action="append", default=None, metavar="KEY=VALUE",
-                        help="a method hyperparameter, e.g. gce_q=0.5 (repeatable)")
+    from selfadapt.settings import SECTIONS, declared_settings
+
+    parser.add_argument("--preset", help="start from a paper experiment (`selfadapt presets` lists them); "
+                                         "flags given override it")
+    groups = {name: parser.add_argument_group(f"{name} settings", cls.__doc__) for name, cls in SECTIONS.items()}
+    for name, (section, f) in declared_settings().items():
+        _add(groups[section], f)
+    options = parser.add_argument_group("method and evaluator options",
+                                        "each belongs to the methods/evaluators named in its default "
+                                        "(`selfadapt methods`, `selfadapt evaluators`)")
+    for name, (f, owners) in option_fields().items():
+        _add(options, f, "; ".join(owners))
+    options.add_argument("--method-option", dest="method_options", action="append", default=None,
+                         metavar="KEY=VALUE", help="any option above as KEY=VALUE (repeatable)")
 
 
 def run_config_from(args: argparse.Namespace):
-    from selfadapt.experiment import RunConfig
+    """The checked :class:`~selfadapt.settings.RunConfig`: preset, then the flags given."""
     from selfadapt.presets import load_preset
+    from selfadapt.settings import RunConfig, declared_settings, parse_text
 
     values = load_preset(args.preset) if args.preset else {}
-    for dest in [*RUN_FLAGS, "milestones", "nesterov", "amp", "channels_last", "compile", "progress"]:
-        if getattr(args, dest) is not None:
-            values[dest] = getattr(args, dest)
-    if args.method_options:
-        values["method_options"] = dict(parse_option(o) for o in args.method_options)
-    return RunConfig.from_dict(values)
-
-
-def parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise SelfAdaptError(f"--method-option wants KEY=VALUE, got {text!r}")
-    for convert in (int, float):
-        try:
-            return key, convert(value)
-        except ValueError:
-            pass
-    return key, value
+    for name in [*declared_settings(), *option_fields()]:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value if isinstance(value, bool) else parse_text(name, value)
+    for text in args.method_options or []:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise SelfAdaptError(f"--method-option wants KEY=VALUE, got {text!r}")
+        values[key] = parse_text(key, value)
+    return RunConfig.from_flat(values)
 
 
 def cmd_train(args) -> int:
     from selfadapt.experiment import run_experiment
 
-    if args.out is None:
-        raise SelfAdaptError("train needs --out DIR (the run directory; the same DIR resumes the run)")
     run_experiment(run_config_from(args), args.out)
     return 0
 
@@ -96,8 +118,6 @@ def cmd_train(args) -> int:
 def cmd_find_label_issues(args) -> int:
     from selfadapt.find_issues import find_label_issues
 
-    if args.out is None:
-        raise SelfAdaptError("find-label-issues needs --out DIR (where label_issues.csv goes)")
     find_label_issues(run_config_from(args), args.out)
     return 0
 
@@ -112,9 +132,11 @@ def cmd_bench(args) -> int:
 def cmd_eval(args) -> int:
     from selfadapt.evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, device=args.device, data_dir=args.data_dir)
-    print(f"test accuracy {100 * result['test_accuracy']:.2f}% on {result['test_samples']} images "
-          f"({result['dataset']}, {result['model']}, {result['method']}, after {result['epochs_trained']} epochs)")
+    evaluators = [e for e in args.evaluators.split(",") if e] if args.evaluators else None
+    result = evaluate_checkpoint(args.checkpoint, device=args.device, data_dir=args.data_dir, evaluators=evaluators)
+    print(f"{result['dataset']}, {result['model']}, {result['method']}, after {result['epochs_trained']} epochs:")
+    for key, value in result["metrics"].items():
+        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
     return 0
 
 
@@ -134,9 +156,25 @@ def cmd_presets(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from selfadapt.objectives import OBJECTIVES
+    from selfadapt.objectives.registry import METHODS, get_method
 
-    print("\n".join(sorted(OBJECTIVES)))
+    get_method("ce")
+    for method in sorted(METHODS.values(), key=lambda m: m.name):
+        needs = f"{method.outputs(10)} outputs for 10 classes, {method.views} view(s)"
+        needs += "" if method.uses_labels else ", no labels"
+        print(f"{method.name}: {method.summary} [{needs}; evaluators: {', '.join(method.evaluators)}]")
+        for f in dataclasses.fields(method.options):
+            print(f"    {_flag(f.name)} {_default(f)}: {f.metadata.get('help', '')}")
+    return 0
+
+
+def cmd_evaluators(args) -> int:
+    from selfadapt.evaluators import EVALUATORS
+
+    for spec in sorted(EVALUATORS.values(), key=lambda s: s.name):
+        print(f"{spec.name}: {spec.summary}")
+        for f in dataclasses.fields(spec.options):
+            print(f"    {_flag(f.name)} {_default(f)}: {f.metadata.get('help', '')}")
     return 0
 
 
@@ -144,34 +182,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one run (resumes when --out holds it)")
+    train = commands.add_parser("train", help="train one run (resumes when --out holds it)",
+                                description="Train one run. Defaults are the paper's CIFAR-10 protocol "
+                                            "(ResNet-34, 200 epochs, batch 256, SGD lr 0.1 cosine, SAT).",
+                                epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--out", required=True, help="run directory (required; the same DIR resumes the run)")
     add_run_flags(train)
-    train.add_argument("--out", help="run directory")
     train.set_defaults(func=cmd_train)
 
     finder = commands.add_parser("find-label-issues", help="train once with SAT; write label_issues.csv")
+    finder.add_argument("--out", required=True, help="run directory (required; gets label_issues.csv)")
     add_run_flags(finder)
-    finder.add_argument("--out", help="run directory (gets label_issues.csv)")
     finder.set_defaults(func=cmd_find_label_issues)
 
-    bench = commands.add_parser("bench", help="run a grid of methods x corruptions x rates x seeds")
+    bench = commands.add_parser("bench", help="run a grid of runs from a TOML file (any setting as an axis)")
     bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml")
     bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
-    bench.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    bench.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes; default 1")
     bench.set_defaults(func=cmd_bench)
 
-    evaluate = commands.add_parser("eval", help="test accuracy of a checkpoint")
-    evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--device", default="auto")
+    evaluate = commands.add_parser("eval", help="evaluate a trained run (its directory or checkpoint)")
+    evaluate.add_argument("checkpoint", metavar="RUN", help="run directory or checkpoint.pt")
+    evaluate.add_argument("--evaluators", default=None,
+                          help="comma-separated evaluators (`selfadapt evaluators`); default: the run's")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto; default auto")
     evaluate.add_argument("--data-dir", dest="data_dir", default=None, help="override the run's data directory")
     evaluate.set_defaults(func=cmd_eval)
 
     demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (under a minute)")
-    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--out", default="runs/demo", help="default runs/demo")
     demo.set_defaults(func=cmd_demo)
 
     commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
-    commands.add_parser("methods", help="list the training methods").set_defaults(func=cmd_methods)
+    commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
+    commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
     return parser
 
 

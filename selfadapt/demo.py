@@ -6,12 +6,12 @@ cross-entropy to memorise the wrong labels; SAT's targets stop following them on
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from selfadapt.experiment import RunConfig, run_experiment
+from selfadapt.experiment import run_experiment
 from selfadapt.plots import plot_curves
-from selfadapt.rundir import write_json
+from selfadapt.rundir import read_metrics, write_json
+from selfadapt.settings import RunConfig
 
 DEMO = dict(
     dataset="digits",          # 1297 train / 500 test real 8x8 digits, shipped with scikit-learn
@@ -27,9 +27,11 @@ DEMO = dict(
     weight_decay=0.0,          # no regulariser to hide memorisation
     schedule="cosine",
     augment="none",            # 8x8 images: no crops; memorisation shows sooner without augmentation
+    device="cpu",
+)
+SAT_OPTIONS = dict(
     sat_momentum=0.9,
     sat_start_epoch=5,         # CE has learnt the clean patterns (test accuracy peaks) and not yet the noise
-    device="cpu",
 )
 
 
@@ -39,14 +41,14 @@ def run_demo(out: str | Path) -> dict:
     summaries, curves = {}, {}
     for method in ("ce", "sat"):
         print(f"--- {method} ---")
-        summaries[method] = run_experiment(RunConfig(method=method, **DEMO), out / method)
-        metrics = [json.loads(line) for line in (out / method / "metrics.jsonl").read_text().splitlines()]
-        curves[method] = [m["test_accuracy"] for m in metrics]
+        summaries[method] = run_experiment(RunConfig.from_flat(
+            {**DEMO, "method": method, **(SAT_OPTIONS if method == "sat" else {})}), out / method)
+        curves[method] = [m["test_accuracy"] for m in read_metrics(out / method / "metrics.jsonl")]
     issues = summaries["sat"]["label_issues"]
     plot_curves(curves, out / "test_accuracy.png", ylabel="test accuracy",
                 title="digits, 40% symmetric label noise (36% wrong)")
     summary = {
-        "setting": DEMO,
+        "setting": {**DEMO, **SAT_OPTIONS},
         "ce_final_test_accuracy": summaries["ce"]["final_test_accuracy"],
         "sat_final_test_accuracy": summaries["sat"]["final_test_accuracy"],
         "sat_label_issues": issues,

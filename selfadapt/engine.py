@@ -1,50 +1,36 @@
-"""The training loop: optimiser, schedule, AMP, evaluation, checkpoint and resume.
+"""The training loop: optimiser, schedule, AMP, multi-process, evaluators, checkpoint and resume.
 
-It knows nothing about SAT. Each batch goes to ``objective.training_step``; the objective's state
-(SAT's targets, ELR's averages, co-teaching's peer network) is saved because the objective is a
-module. Per-sample training predictions of the epoch are handed to an optional ``epoch_hook``, which
-is how a run adds memorisation curves without the engine knowing about noise.
+It knows no method. Each batch goes to ``objective.training_step``, then ``objective.after_step``;
+the objective's state (SAT's targets, ELR's averages, co-teaching's peer network) is saved because
+the objective is a module. What is measured comes from the evaluators; the engine itself logs only
+the training loss, the train accuracy against the given labels and the objective's step metrics.
+
+Under ``torchrun`` the model and the objective's parameters train as one DistributedDataParallel
+module; each process takes a shard of every global batch, and a loss that is a mean over the local
+batch is rescaled so that the averaged gradient equals that of the global batch in one process.
 """
 from __future__ import annotations
 
 import math
+import signal
+import sys
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from selfadapt import distributed
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Objective
-from selfadapt.rundir import RunDir
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "multistep", "constant")
-
-
-@dataclass
-class EngineConfig:
-    epochs: int
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9          # SGD momentum (the paper's 0.9)
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"       # per-epoch cosine from lr to 0, as the SAT code does
-    milestones: tuple[int, ...] = field(default_factory=tuple)  # multistep: epochs where lr *= gamma
-    gamma: float = 0.1
-    device: str = "cpu"
-    amp: bool = True               # bf16 autocast, used on CUDA only
-    channels_last: bool = True     # used on CUDA only
-    compile: bool = False          # torch.compile the model (CUDA)
-    progress: bool = True
-    eval_batch_size: int = 1024
+from selfadapt.evaluators.base import EvalData, Evaluator, autocast
+from selfadapt.objectives.base import Objective, Progress
+from selfadapt.rundir import CHECKPOINT_FORMAT, RunDir
+from selfadapt.settings import EngineSettings
 
 
-def learning_rate(config: EngineConfig, epoch: int) -> float:
+def learning_rate(config: EngineSettings, epoch: int) -> float:
     """The learning rate of 0-based ``epoch`` (a pure function of the epoch: nothing to checkpoint)."""
     if config.schedule == "cosine":
         return 0.5 * config.lr * (1.0 + math.cos(math.pi * epoch / config.epochs))
@@ -53,49 +39,57 @@ def learning_rate(config: EngineConfig, epoch: int) -> float:
     return config.lr
 
 
-def build_optimizer(config: EngineConfig, parameters) -> torch.optim.Optimizer:
+def build_optimizer(config: EngineSettings, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    raise SelfAdaptError(f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    raise SelfAdaptError(f"unknown optimizer {config.optimizer!r}")
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, amp: bool = False) -> float | None:
-    """Top-1 accuracy of ``model`` over ``loader`` (None for an empty set)."""
-    if len(loader.labels) == 0:
-        return None
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=loader.device)
-    for x, y, _ in loader:
-        with _autocast(loader.device, amp):
-            correct += (model(x).argmax(1) == y).sum()
-    return correct.item() / len(loader.labels)
+class _TrainingStep(nn.Module):
+    """Model and objective as one module, so DistributedDataParallel syncs both's gradients."""
+
+    def __init__(self, model: nn.Module, objective: Objective, forward_model: nn.Module):
+        super().__init__()
+        self.model, self.objective = model, objective
+        self.__dict__["forward_model"] = forward_model  # the compiled model, not a second registration
+
+    def forward(self, batch, epoch):
+        return self.objective.training_step(self.forward_model, batch, epoch)
 
 
-@torch.no_grad()
-def predict_probabilities(model: nn.Module, loader: DeviceLoader, *, amp: bool = False) -> torch.Tensor:
-    """Softmax outputs of ``model`` over an unshuffled loader, in dataset order, on the CPU."""
-    model.eval()
-    out = []
-    for x, _, _ in loader:
-        with _autocast(loader.device, amp):
-            out.append(torch.softmax(model(x).float(), dim=1).cpu())
-    return torch.cat(out)
+def _per_process_buffers(step: _TrainingStep) -> list[str]:
+    """Buffers of the objective's parameter-free parts (target stores, given labels): each
+    process keeps them in sync itself, so DDP must not overwrite them with rank 0's every step."""
+    names = []
+    for prefix, module in step.objective.named_modules(prefix="objective"):
+        if next(module.parameters(), None) is None:
+            names += [f"{prefix}.{name}" for name, _ in module.named_buffers(recurse=False)]
+    return names
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, ``timeout``) unwinds like Ctrl-C: temporary files are removed
+    and the last complete checkpoint stays."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Trainer:
-    """Train ``model`` with ``objective``; with a :class:`RunDir`, log, checkpoint and resume.
-
-    ``clean_labels`` (optional, aligned with the training set) adds train accuracy against the
-    true labels. ``epoch_hook(epoch, predictions)`` receives the argmax training prediction of
-    every sample in the epoch (on the augmented view) and returns extra metrics for the log.
+    """Train ``model`` with ``objective``; run ``evaluators`` on ``eval_data``; with a
+    :class:`RunDir`, log, checkpoint and resume.
 
     Example
     -------
@@ -103,31 +97,40 @@ class Trainer:
     >>> x = torch.randint(0, 256, (32, 1, 4, 4), dtype=torch.uint8); y = torch.randint(0, 2, (32,))
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
     >>> train = DeviceLoader(x, y, batch_size=8, shuffle=True)
-    >>> history = Trainer(model, LogitLoss(CrossEntropy()), train, train, EngineConfig(epochs=2, progress=False)).fit()
+    >>> history = Trainer(model, LogitLoss(CrossEntropy()), train, EngineSettings(epochs=2, progress=False)).fit()
     >>> [m["epoch"] for m in history]
     [0, 1]
     """
 
-    def __init__(self, model: nn.Module, objective: Objective, train_loader: DeviceLoader,
-                 test_loader: DeviceLoader, config: EngineConfig, *, run: RunDir | None = None,
-                 clean_labels: torch.Tensor | None = None,
-                 epoch_hook: Callable[[int, torch.Tensor], dict] | None = None):
+    def __init__(self, model: nn.Module, objective: Objective, train_loader: DeviceLoader, config: EngineSettings,
+                 *, evaluators: list[Evaluator] = (), eval_data: EvalData | None = None, run: RunDir | None = None):
         self.config = config
-        self.device = torch.device(config.device)
+        self.device = train_loader.device
         on_cuda = self.device.type == "cuda"
         self.amp = config.amp and on_cuda
+        if config.sync_batchnorm and distributed.active():
+            if not on_cuda:
+                raise SelfAdaptError("--sync-batchnorm needs CUDA (SyncBatchNorm does not run on the CPU)")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory_format = torch.channels_last if config.channels_last and on_cuda else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format)
         self.objective = objective.to(self.device, memory_format=memory_format)
         self.forward_model = torch.compile(self.model) if config.compile else self.model
-        self.train_loader, self.test_loader = train_loader, test_loader
+        step = _TrainingStep(self.model, self.objective, self.forward_model)
+        if distributed.active():
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                step, _per_process_buffers(step))
+            step = nn.parallel.DistributedDataParallel(step, device_ids=[self.device] if on_cuda else None)
+        self.step = step
+        self.train_loader = train_loader
+        self.evaluators, self.eval_data = list(evaluators), eval_data
         self.run = run
-        self.clean_labels = None if clean_labels is None else clean_labels.to(self.device)
-        self.epoch_hook = epoch_hook
         self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.objective.parameters()))
         self.start_epoch = 0
         if run is not None:
             self._resume()
+
+    # ------------------------------------------------------------------ checkpoint
 
     def _resume(self) -> None:
         state = self.run.load_checkpoint()
@@ -136,71 +139,117 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.train_loader.load_state_dict(state["train_loader"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        processes = state["processes"]
+        own = processes[distributed.rank()] if len(processes) == distributed.world_size() else processes[0]
+        self.train_loader.load_state_dict(own["train_loader"])
+        torch.set_rng_state(own["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in own["rng"]:
+            torch.cuda.set_rng_state(own["rng"]["cuda"], self.device)
         self.start_epoch = state["epoch"]
-        self.run.truncate_metrics(self.start_epoch)
+        if distributed.is_main():
+            self.run.truncate_metrics(self.start_epoch)
 
     def _checkpoint(self, epoch_done: int) -> None:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        self.run.save_checkpoint({
-            "format": "selfadapt-checkpoint-1", "config": self.run.config, "epoch": epoch_done,
-            "model": self.model.state_dict(), "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "train_loader": self.train_loader.state_dict(), "rng": rng,
-        })
+        processes = distributed.all_gather_object({"rng": rng, "train_loader": self.train_loader.state_dict()})
+        if distributed.is_main():
+            self.run.save_checkpoint({
+                "format": CHECKPOINT_FORMAT, "config": self.run.config, "epoch": epoch_done,
+                "model": self.model.state_dict(), "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "processes": processes,
+            })
+
+    # ------------------------------------------------------------------ loop
 
     def fit(self) -> list[dict]:
         """Train from the last checkpoint (or the start) to ``config.epochs``; return all epoch records."""
         history = self.run.metrics() if self.run is not None else []
-        epochs = tqdm(range(self.start_epoch, self.config.epochs), desc="epochs", initial=self.start_epoch,
-                      total=self.config.epochs, disable=None if self.config.progress else True)
-        for epoch in epochs:
-            record = self.train_epoch(epoch)
-            history.append(record)
-            epochs.set_postfix(loss=f"{record['train_loss']:.3f}", test=record["test_accuracy"])
-            if self.run is not None:
-                self.run.append_metrics(record)
-                self._checkpoint(epoch + 1)
+        epochs = self.config.epochs
+        bar_wanted = self.config.progress and distributed.is_main()
+        interactive = bar_wanted and sys.stdout.isatty()
+        bar = tqdm(range(self.start_epoch, epochs), desc="epochs", initial=self.start_epoch, total=epochs,
+                   disable=not interactive)
+        with sigterm_as_interrupt():
+            for epoch in bar:
+                record = self.train_epoch(epoch)
+                history.append(record)
+                if interactive:
+                    bar.set_postfix_str(_short(record))
+                elif bar_wanted:
+                    print(f"epoch {epoch + 1}/{epochs}: {_short(record)}", flush=True)
+                if self.run is not None:
+                    if distributed.is_main():
+                        self.run.append_metrics(record)
+                    if (epoch + 1) % self.config.checkpoint_every == 0 or epoch + 1 == epochs:
+                        self._checkpoint(epoch + 1)
         return history
 
     def train_epoch(self, epoch: int) -> dict:
+        """One epoch of training, then the evaluators that are due; returns the epoch's record."""
         start = time.perf_counter()
         lr = learning_rate(self.config, epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         self.objective.train()
-        n = len(self.train_loader.labels)
-        predictions = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        long_epoch = len(self.train_loader) >= 100  # a bar per epoch only where an epoch takes a while
+        sums = torch.zeros(4, device=self.device)  # loss x n, samples, correct, labelled with logits
+        extra: dict[str, torch.Tensor] = {}
+        world = distributed.world_size()
+        global_sizes = self.train_loader.global_batch_sizes()
+        steps = len(global_sizes)
         batches = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False,
-                       disable=None if self.config.progress and long_epoch else True)
-        for x, y, index in batches:
-            with _autocast(self.device, self.amp):
-                step = self.objective.training_step(self.forward_model, x, y, index, epoch)
+                       disable=not (self.config.progress and steps >= 100 and sys.stdout.isatty()
+                                    and distributed.is_main()))
+        for step, batch in enumerate(batches):
+            with autocast(self.device, self.amp):
+                out = self.step(batch, epoch)
+            n = len(batch.index)
+            loss = out.loss if world == 1 else out.loss * (n * world / global_sizes[step])
             self.optimizer.zero_grad(set_to_none=True)
-            step.loss.backward()
+            loss.backward()
             self.optimizer.step()
-            loss_sum += step.loss.detach() * len(y)
-            predictions[index] = step.logits.detach().argmax(1)
-        seen = predictions >= 0
-        given = self.train_loader.labels
-        record = {
-            "epoch": epoch, "lr": lr,
-            "train_loss": loss_sum.item() / max(int(seen.sum()), 1),
-            "train_accuracy_given": (predictions[seen] == given[seen]).float().mean().item(),
-        }
-        if self.clean_labels is not None:
-            record["train_accuracy_clean"] = (predictions[seen] == self.clean_labels[seen]).float().mean().item()
+            self.objective.after_step(self.model, Progress(epoch, step, steps, self.config.epochs))
+            sums[0] += out.loss.detach().float() * n
+            sums[1] += n
+            if out.logits is not None:
+                labeled = batch.y >= 0
+                sums[2] += (out.logits.detach().argmax(1)[labeled] == batch.y[labeled]).sum()
+                sums[3] += labeled.sum()
+            for key, value in (out.metrics or {}).items():
+                extra[key] = extra.get(key, 0) + value.detach().float() * n
+        sums = distributed.all_reduce_sum(sums).tolist()
+        record = {"epoch": epoch, "lr": lr, "train_loss": sums[0] / max(sums[1], 1)}
+        if sums[3]:
+            record["train_accuracy_given"] = sums[2] / sums[3]
+        for key, value in extra.items():
+            record[key] = distributed.all_reduce_sum(value).item() / max(sums[1], 1)
         if not math.isfinite(record["train_loss"]):
             raise SelfAdaptError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
-        record["test_accuracy"] = evaluate(self.forward_model, self.test_loader, amp=self.amp)
-        if self.epoch_hook is not None:
-            record.update(self.epoch_hook(epoch, predictions))
+        record["train_seconds"] = time.perf_counter() - start
+        record.update(self.evaluate(epoch))
         record["seconds"] = time.perf_counter() - start
         return record
+
+    def evaluate(self, epoch: int) -> dict:
+        """The metrics of the evaluators due after ``epoch`` (measured by the main process, shared
+        with every process so all make the same decisions)."""
+        due = [e for e in self.evaluators if e.due(epoch, self.config.epochs)]
+        if not due:
+            return {}
+        metrics = {}
+        if distributed.is_main():
+            start = time.perf_counter()
+            for evaluator in due:
+                metrics.update(evaluator(self.forward_model, self.objective, self.eval_data, epoch))
+            metrics["eval_seconds"] = time.perf_counter() - start
+        return distributed.broadcast_object(metrics)
+
+
+def _short(record: dict) -> str:
+    """A one-line view of an epoch record for logs."""
+    shown = {k: v for k, v in record.items() if k not in ("epoch", "lr") and isinstance(v, float)
+             and not k.endswith("seconds")}
+    text = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+    return f"{text}, {record['seconds']:.1f} s"

@@ -1,36 +1,43 @@
-"""Evaluate a saved checkpoint on its data set's test split (``selfadapt eval``)."""
+"""Evaluate a trained run (``selfadapt eval RUN``): rebuild it from its checkpoint and run evaluators."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from selfadapt.data.datasets import load_dataset
-from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import evaluate
 from selfadapt.errors import SelfAdaptError
-from selfadapt.experiment import RunConfig, make_model_factory, resolve_device
+from selfadapt.evaluators import build_evaluators, resolve_evaluator_options
+from selfadapt.experiment import build_run, resolve_device
 from selfadapt.rundir import load_checkpoint
+from selfadapt.settings import RunConfig
 
 
-def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None) -> dict:
-    """Rebuild the run's model from the checkpoint (loaded with ``weights_only=True``) and test it.
+def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
+                        evaluators: list[str] | None = None) -> dict:
+    """Rebuild the run's data, model and objective from a run directory or checkpoint (loaded with
+    ``weights_only=True``) and run ``evaluators`` (default: the run's own) once.
 
-    Example: ``evaluate_checkpoint("runs/demo/sat/checkpoint.pt")["test_accuracy"]``.
+    Example: ``evaluate_checkpoint("runs/demo/sat")["metrics"]["test_accuracy"]``.
     """
     state = load_checkpoint(path)
     config = RunConfig.from_dict(state["config"])
     if data_dir is not None:
-        config.data_dir = data_dir
-    device = resolve_device(device)
-    dataset = load_dataset(config.dataset, config.data_dir)
-    model = make_model_factory(config, dataset)()
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise SelfAdaptError(f"{path} does not match its own configuration: {str(e).splitlines()[0]}") from None
-    model.to(device)
-    loader = DeviceLoader(dataset.test.images, dataset.test.labels, batch_size=1024, device=device)
-    accuracy = evaluate(model, loader, amp=config.amp)
-    if accuracy is None:
-        raise SelfAdaptError(f"{config.dataset} has no test split to evaluate on")
-    return {"test_accuracy": accuracy, "test_samples": len(loader.labels), "dataset": config.dataset,
-            "model": config.model, "method": config.method, "epochs_trained": state["epoch"]}
+        config.data.data_dir = data_dir
+    names = evaluators if evaluators is not None else config.eval.evaluators
+    options = resolve_evaluator_options(names, config.eval.options)
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, evaluators=names, options=options))
+    parts = build_run(config, device=resolve_device(device), verbose=False)
+    for name, module in (("model", parts.model), ("objective", parts.objective)):
+        try:
+            module.load_state_dict(state[name])
+        except RuntimeError as e:
+            raise SelfAdaptError(f"{path} does not match its own configuration ({name}: "
+                                 f"{str(e).splitlines()[0]})") from None
+        module.to(parts.device)
+    metrics = {}
+    for evaluator in build_evaluators(names, options):
+        metrics.update(evaluator(parts.model, parts.objective, parts.eval_data, state["epoch"] - 1))
+    if not metrics:
+        raise SelfAdaptError(f"the evaluators {', '.join(names)} have nothing to measure on this run")
+    return {"metrics": metrics, "dataset": config.data.dataset, "model": config.model.model,
+            "method": config.method.method, "epochs_trained": state["epoch"],
+            "test_samples": len(parts.data.dataset.test)}

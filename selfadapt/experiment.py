@@ -1,111 +1,41 @@
-"""One training run from a :class:`RunConfig`: data -> corruption -> model -> objective -> engine -> report.
+"""One training run from a :class:`~selfadapt.settings.RunConfig`:
+data -> corruption -> model -> objective -> engine -> evaluators -> report.
 
 ``run_experiment(config, out)`` is what ``selfadapt train`` calls; the grid runner and the demo call
-it too. Every seed is separate and recorded: ``noise_seed`` (corruption), ``data_seed`` (subset,
-shuffling, augmentation) and ``seed`` (initialisation).
+it too. The code names no method: the method's registry entry says how many outputs the model
+needs, how many views a batch has, how to build the objective and what to evaluate. Every seed is
+separate and recorded: ``noise_seed`` (corruption), ``data_seed`` (subset, shuffling,
+augmentation) and ``seed`` (initialisation).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from selfadapt.data.augment import AUGMENTATIONS, Augment
-from selfadapt.data.corruption import CORRUPTIONS, INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
+from selfadapt import distributed
+from selfadapt.data.augment import Augment
+from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
 from selfadapt.data.datasets import Dataset, class_balanced_subset, default_data_dir, load_dataset
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import OPTIMIZERS, SCHEDULES, EngineConfig, Trainer
+from selfadapt.engine import Trainer
 from selfadapt.errors import SelfAdaptError
-from selfadapt.label_issues import label_issue_scores
-from selfadapt.models import build_model, model_names
-from selfadapt.objectives import OBJECTIVES, ObjectiveContext, build_objective, sat_loss_of
+from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.models import build_model
+from selfadapt.objectives.base import Objective
+from selfadapt.objectives.registry import Method, MethodContext, get_method
+from selfadapt.report import describe_summary, save_targets, summarise
 from selfadapt.rundir import RunDir
+from selfadapt.settings import RunConfig
 
-
-@dataclass
-class RunConfig:
-    """Everything that decides a run. Defaults are the paper's CIFAR protocol (SPEC section 3)."""
-
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    subset: int | None = None            # seeded class-balanced subset of the training set
-    test_subset: int | None = None       # fixed class-balanced subset of the test set (quick CPU grids)
-    model: str = "resnet34"
-    width: int | None = None             # base width (ResNets) or hidden size (MLP)
-    method: str = "sat"
-    method_options: dict = field(default_factory=dict)   # e.g. {"gce_q": 0.7}
-    noise: str = "none"
-    noise_rate: float = 0.0
-    noise_seed: int = 0
-    noise_variant: str | None = None     # CIFAR-N label set for --noise human (worse, aggre, random1..3, noisy)
-    seed: int = 0                        # model initialisation
-    data_seed: int | None = None         # subset, data order and augmentation; defaults to seed
-    epochs: int = 200
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    sat_momentum: float = 0.9
-    sat_start_epoch: int = 60
-    augment: str = "crop-flip"
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    deterministic: bool = True
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.data_seed is None:
-            self.data_seed = self.seed
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SelfAdaptError(f"unknown setting(s) {', '.join(unknown)}")
-        return cls(**values)
-
-
-def validate(config: RunConfig) -> None:
-    """Reject bad settings with one clear line, before any data is read."""
-    checks = [
-        (0.0 <= config.noise_rate <= 1.0, f"noise rate must lie in [0, 1], got {config.noise_rate}"),
-        (0.0 <= config.sat_momentum < 1.0, f"SAT momentum must lie in [0, 1), got {config.sat_momentum}"),
-        (config.sat_start_epoch >= 0, f"SAT start epoch must be >= 0, got {config.sat_start_epoch}"),
-        (config.epochs >= 1, f"epochs must be >= 1, got {config.epochs}"),
-        (config.batch_size >= 1, f"batch size must be >= 1, got {config.batch_size}"),
-        (config.lr > 0, f"learning rate must be > 0, got {config.lr}"),
-        (config.weight_decay >= 0, f"weight decay must be >= 0, got {config.weight_decay}"),
-        (config.subset is None or config.subset > 0, f"subset must be > 0, got {config.subset}"),
-        (config.test_subset is None or config.test_subset > 0, f"test subset must be > 0, got {config.test_subset}"),
-        (config.method in OBJECTIVES, f"unknown method {config.method!r}; choose from {', '.join(sorted(OBJECTIVES))}"),
-        (config.model in model_names(), f"unknown model {config.model!r}; choose from {', '.join(model_names())}"),
-        (config.noise in CORRUPTIONS, f"unknown noise {config.noise!r}; choose from {', '.join(CORRUPTIONS)}"),
-        (config.optimizer in OPTIMIZERS, f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"),
-        (config.schedule in SCHEDULES, f"unknown schedule {config.schedule!r}; choose from {', '.join(SCHEDULES)}"),
-        (config.augment in AUGMENTATIONS, f"unknown augmentation {config.augment!r}; choose from {', '.join(AUGMENTATIONS)}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise SelfAdaptError(message)
-    resolve_device(config.device)
+__all__ = ["PreparedData", "RunConfig", "RunParts", "RunResult", "build_run", "prepare_data", "resolve_device",
+           "run_experiment", "train_run"]
 
 
 def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; an impossible device is an error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -131,149 +61,147 @@ class PreparedData:
     def label_errors(self) -> torch.Tensor:
         return self.labels != self.clean_labels
 
+    @property
+    def label_error_rate(self) -> float | None:
+        """The realised share of wrong labels where the corruption is known, else ``None``."""
+        return None if self.noise.kind == "none" else self.noise.realised_error_rate
+
+    @property
+    def truth_known(self) -> bool:
+        """Whether ``clean_labels`` are the truth (a corruption was injected, or human labels read)."""
+        return self.noise.kind != "none"
+
 
 def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
     """Load, subset and corrupt the training data exactly as ``config`` says."""
-    dataset = load_dataset(config.dataset, config.data_dir)
-    if config.subset is not None and config.subset < len(dataset.train):
-        dataset.train = class_balanced_subset(dataset.train, config.subset, seed=config.data_seed)
+    data = config.data
+    dataset = load_dataset(data.dataset, data.data_dir)
+    if data.subset is not None and data.subset < len(dataset.train):
+        dataset.train = class_balanced_subset(dataset.train, data.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:
             dataset.coarse_train_labels = dataset.coarse_train_labels[dataset.train.source_index]
-    if config.test_subset is not None and config.test_subset < len(dataset.test):
-        dataset.test = class_balanced_subset(dataset.test, config.test_subset, seed=0)  # the same for every run
+    if data.test_subset is not None and data.test_subset < len(dataset.test):
+        dataset.test = class_balanced_subset(dataset.test, data.test_subset, seed=0)  # the same for every run
     train = dataset.train
     human = None
-    if config.noise == "human":
-        path = find_human_labels_file(config.dataset, config.data_dir or default_data_dir())
-        human = load_human_labels(path, variant=config.noise_variant or "worse")
+    if data.noise == "human":
+        path = find_human_labels_file(data.dataset, data.data_dir or default_data_dir())
+        human = load_human_labels(path, variant=data.noise_variant or "worse")
     images, labels, record = corrupt(
-        train.images, train.labels, kind=config.noise, rate=config.noise_rate, seed=config.noise_seed,
-        num_classes=dataset.num_classes, dataset=config.dataset, coarse_labels=dataset.coarse_train_labels,
+        train.images, train.labels, kind=data.noise, rate=data.noise_rate, seed=data.noise_seed,
+        num_classes=dataset.num_classes, dataset=data.dataset, coarse_labels=dataset.coarse_train_labels,
         source_index=train.source_index, human_labels=human, mean=dataset.mean, std=dataset.std)
-    if verbose and config.noise != "none":
-        what = "images corrupted" if config.noise in INPUT_CORRUPTIONS else "labels wrong"
-        print(f"{config.noise} noise (rate {config.noise_rate}, seed {config.noise_seed}): "
+    if verbose and data.noise != "none":
+        what = "images corrupted" if data.noise in INPUT_CORRUPTIONS else "labels wrong"
+        print(f"{data.noise} noise (rate {data.noise_rate}, seed {data.noise_seed}): "
               f"{record.realised_error_rate:.2%} of {len(labels)} training {what}")
     return PreparedData(dataset, images, labels, train.labels.clone(), record)
 
 
-def make_model_factory(config: RunConfig, dataset: Dataset):
-    def factory():
-        return build_model(config.model, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
-                           image_size=dataset.image_size, mean=dataset.mean, std=dataset.std, width=config.width)
-    return factory
+def model_factory(config: RunConfig, dataset: Dataset, method: Method):
+    """A function building a fresh model with the outputs ``method`` needs for the data set's classes."""
+    def build():
+        return build_model(config.model.model, num_classes=method.outputs(dataset.num_classes),
+                           in_channels=dataset.in_channels, image_size=dataset.image_size, mean=dataset.mean,
+                           std=dataset.std, width=config.model.width, dropout=config.model.dropout)
+    return build
 
 
 def configure_determinism(config: RunConfig, device: str) -> None:
     """CPU kernels are deterministic already; on CUDA, deterministic mode trades speed for it."""
     if device.startswith("cuda"):
-        torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-        torch.backends.cudnn.benchmark = not config.deterministic
+        torch.use_deterministic_algorithms(config.engine.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not config.engine.deterministic
 
 
-def memorisation_hook(data: PreparedData, objective):
-    """Per-epoch shares of label-corrupted samples predicted as their given / clean label (and, for
-    SAT, whose corrected target's argmax is the clean label)."""
-    wrong = data.label_errors
-    if not wrong.any():
-        return None
-    sat = sat_loss_of(objective)
+@dataclass
+class RunParts:
+    """Everything built for a run, before training."""
 
-    def hook(epoch, predictions):
-        mask = wrong.to(predictions.device)
-        given = data.labels.to(predictions.device)[mask]
-        clean = data.clean_labels.to(predictions.device)[mask]
-        seen = predictions[mask] >= 0
-        preds = predictions[mask][seen]
-        out = {"memorised_share": (preds == given[seen]).float().mean().item(),
-               "predicted_clean_share": (preds == clean[seen]).float().mean().item()}
-        if sat is not None:
-            out["corrected_target_share"] = (sat.targets[mask].argmax(1) == clean).float().mean().item()
-        return out
-    return hook
+    config: RunConfig
+    device: str
+    data: PreparedData
+    method: Method
+    model: torch.nn.Module
+    objective: Objective
+    evaluators: list[Evaluator]
+    eval_data: EvalData
+    train_loader: DeviceLoader
+
+
+def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunParts:
+    """Load the data and build model, objective, loaders and evaluators (nothing is written)."""
+    data = prepare_data(config, verbose=verbose)
+    method = get_method(config.method.method)
+    configure_determinism(config, device)
+    torch.manual_seed(config.model.seed)
+    factory = model_factory(config, data.dataset, method)
+    model = factory()
+    objective = method.build(MethodContext(
+        labels=data.labels, num_classes=data.dataset.num_classes, epochs=config.engine.epochs, model=model,
+        model_factory=factory, label_error_rate=data.label_error_rate, seed=config.data_seed),
+        method.parse(config.method.options))
+    channels_last = device.startswith("cuda") and config.engine.channels_last
+    train_loader = DeviceLoader(data.images, data.labels, batch_size=config.data.batch_size, shuffle=True,
+                                seed=config.data_seed, augment=Augment(config.data.augment), views=method.views,
+                                device=device, channels_last=channels_last,
+                                shard=(distributed.rank(), distributed.world_size()))
+    eval_batch = config.engine.eval_batch_size
+    test = data.dataset.test
+    eval_data = EvalData(
+        test=DeviceLoader(test.images, test.labels, batch_size=eval_batch, device=device, channels_last=channels_last),
+        train=DeviceLoader(data.images, data.labels, batch_size=eval_batch, device=device, channels_last=channels_last),
+        clean_labels=data.clean_labels if data.truth_known else None,
+        num_classes=data.dataset.num_classes, amp=config.engine.amp)
+    evaluators = build_evaluators(config.eval.evaluators, config.eval.options)
+    return RunParts(config, device, data, method, model, objective, evaluators, eval_data, train_loader)
 
 
 @dataclass
 class RunResult:
     summary: dict
     data: PreparedData
-    objective: object   # the trained Objective (SAT's targets live in it)
+    objective: Objective   # the trained objective (SAT's targets live in it)
+    model: torch.nn.Module
 
 
 def run_experiment(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> dict:
     """Train one run and return its summary (also written to ``out/summary.json``).
 
-    Example: ``run_experiment(RunConfig(dataset="digits", model="mlp", epochs=5), "runs/x")``.
+    Example: ``run_experiment(RunConfig.from_flat({"dataset": "digits", "model": "mlp", "epochs": 5}), "runs/x")``.
     """
     return train_run(config, out, verbose=verbose).summary
 
 
 def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> RunResult:
-    """Like :func:`run_experiment`, but also hand back the data and the trained objective."""
-    validate(config)
-    device = resolve_device(config.device)
-    run = RunDir(out, config.to_dict()) if out is not None else None
-    data = prepare_data(config, verbose=verbose)
+    """Like :func:`run_experiment`, but also hand back the data, the trained objective and model.
+
+    Everything that can fail before training (the settings, the output directory, the data) is
+    checked before anything is written.
+    """
+    device = distributed.setup(resolve_device(config.engine.device))
+    main = distributed.is_main()
+    verbose = verbose and main
+    run = RunDir(out, config.to_dict(), writer=main) if out is not None else None
+    parts = build_run(config, device=device, verbose=verbose)
     if run is not None:
-        data.noise.save(run.path / "noise.npz")
-    configure_determinism(config, device)
-    torch.manual_seed(config.seed)
-    factory = make_model_factory(config, data.dataset)
-    model = factory()
-    options = {"sat_momentum": config.sat_momentum, "sat_start_epoch": config.sat_start_epoch,
-               "noise_rate": config.noise_rate, "seed": config.data_seed, **config.method_options}
-    objective = build_objective(config.method, ObjectiveContext(
-        labels=data.labels, num_classes=data.dataset.num_classes, epochs=config.epochs,
-        model_factory=factory, options=options))
-    engine_config = EngineConfig(
-        epochs=config.epochs, optimizer=config.optimizer, lr=config.lr, momentum=config.momentum,
-        nesterov=config.nesterov, weight_decay=config.weight_decay, schedule=config.schedule,
-        milestones=tuple(config.milestones), gamma=config.gamma, device=device, amp=config.amp,
-        channels_last=config.channels_last, compile=config.compile, progress=config.progress and verbose)
-    on_cuda = device.startswith("cuda")
-    train_loader = DeviceLoader(data.images, data.labels, batch_size=config.batch_size, shuffle=True,
-                                seed=config.data_seed, augment=Augment(config.augment), device=device,
-                                channels_last=on_cuda and config.channels_last)
-    test = data.dataset.test
-    test_loader = DeviceLoader(test.images, test.labels, batch_size=engine_config.eval_batch_size,
-                               device=device, channels_last=on_cuda and config.channels_last)
-    trainer = Trainer(model, objective, train_loader, test_loader, engine_config, run=run,
-                      clean_labels=data.clean_labels, epoch_hook=memorisation_hook(data, objective))
+        run.create()
+        if main:
+            parts.data.noise.save(run.path / "noise.npz")
+    trainer = Trainer(parts.model, parts.objective, parts.train_loader,
+                      _engine_for_process(config, verbose), evaluators=parts.evaluators,
+                      eval_data=parts.eval_data, run=run)
     if verbose and trainer.start_epoch:
         print(f"resuming {out} from epoch {trainer.start_epoch}")
     history = trainer.fit()
-    summary = summarise(config, history, data, objective)
-    if run is not None:
-        sat = sat_loss_of(objective)
-        if sat is not None:
-            np.save(run.path / "targets.npy", sat.targets.cpu().numpy())
+    summary = summarise(config, history, parts)
+    if run is not None and main:
+        save_targets(parts.objective, run.path)
         run.write_summary(summary)
     if verbose:
-        print(f"{config.method}: final test accuracy {_pct(summary['final_test_accuracy'])}, "
-              f"best {_pct(summary['best_test_accuracy'])} (epoch {summary['best_epoch']})")
-    return RunResult(summary, data, objective)
+        print(describe_summary(summary))
+    return RunResult(summary, parts.data, parts.objective, parts.model)
 
 
-def summarise(config: RunConfig, history: list[dict], data: PreparedData, objective) -> dict:
-    tested = [m for m in history if m.get("test_accuracy") is not None]
-    best = max(tested, key=lambda m: m["test_accuracy"], default=None)
-    summary = {
-        "method": config.method, "dataset": config.dataset, "model": config.model,
-        "epochs": len(history),
-        "final_test_accuracy": history[-1].get("test_accuracy") if history else None,
-        "best_test_accuracy": best["test_accuracy"] if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        "best_note": "best epoch chosen on the test set (optimistic); report final_test_accuracy",
-        "final_train_accuracy_clean": history[-1].get("train_accuracy_clean") if history else None,
-        "seconds": sum(m["seconds"] for m in history),
-        "noise": data.noise.summary(),
-    }
-    sat = sat_loss_of(objective)
-    if sat is not None and data.label_errors.any():
-        flagged = sat.suspected_label_errors().index.cpu()
-        summary["label_issues"] = label_issue_scores(flagged, data.label_errors)
-    return summary
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+def _engine_for_process(config: RunConfig, verbose: bool):
+    return dataclasses.replace(config.engine, progress=config.engine.progress and verbose)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.experiment import RunConfig, train_run
-from selfadapt.label_issues import write_label_issues_csv
-from selfadapt.objectives import sat_loss_of
+from selfadapt.experiment import train_run
+from selfadapt.label_issues import suspected_label_errors, write_label_issues_csv
 from selfadapt.rundir import write_json
+from selfadapt.settings import RunConfig
+from selfadapt.targets import label_distribution_store
 
 FINDER_METHODS = ("sat", "sat-sce")
 
@@ -21,14 +22,14 @@ def find_label_issues(config: RunConfig, out: str | Path) -> dict:
 
     When the true labels are known (injected noise, CIFAR-N) ``out/summary.json`` also holds the
     precision, recall and F1 of the flags. Returns the summary.
-    Example: ``find_label_issues(RunConfig(dataset="digits", model="mlp", epochs=20), "runs/issues")``.
+    Example: ``find_label_issues(RunConfig.from_flat({"dataset": "digits", "model": "mlp", "epochs": 20}), "runs/x")``.
     """
-    if config.method not in FINDER_METHODS:
+    if config.method.method not in FINDER_METHODS:
         raise SelfAdaptError(f"find-label-issues trains with SAT; --method must be one of {', '.join(FINDER_METHODS)}")
     out = Path(out)
     result = train_run(config, out)
     train = result.data.dataset.train
-    issues = sat_loss_of(result.objective).suspected_label_errors()
+    issues = suspected_label_errors(label_distribution_store(result.objective).values, result.data.labels)
     count = write_label_issues_csv(out / "label_issues.csv", issues, source_index=train.source_index,
                                    classes=result.data.dataset.classes, files=train.files)
     summary = {**result.summary, "label_issues_file": "label_issues.csv", "label_issues_found": count}

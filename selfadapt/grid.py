@@ -1,32 +1,35 @@
-"""Benchmark grids: methods x noise settings x seeds from one small TOML file, run and tabulated.
+"""Benchmark grids: any settings swept over seeds, from one small TOML file, run and tabulated.
 
 ``selfadapt bench GRID --out OUT [--jobs N]`` calls :func:`run_grid`. A grid file:
 
 ```toml
 name = "fashion-mnist-cpu"
-methods = ["ce", "sat", "gce"]
-seeds = [0, 1, 2]            # each seed sets seed, data_seed and noise_seed of a run
-[[noise]]
+methods = ["ce", "sat", "gce"]     # the method axis
+seeds = [0, 1, 2]                  # each seed sets seed, data_seed and noise_seed of a run
+[[noise]]                          # noise cells (optional; default: the settings' noise)
 kind = "symmetric"
 rates = [0.2, 0.4]
 [[noise]]
-kind = "human"               # CIFAR-N: label sets in place of rates
+kind = "human"                     # CIFAR-N: label sets in place of rates
 variants = ["worse", "aggre"]
-[settings]                   # RunConfig fields shared by every run
+[axes]                             # any other setting or option, swept (optional)
+width = [64, 256, 1024]
+[settings]                         # shared settings and options (flat names, as the CLI's flags)
 dataset = "fashion-mnist"
 epochs = 30
-[method_settings.sat]        # per-method RunConfig fields; method_options merge with the shared ones
-sat_start_epoch = 10
+sat_start_epoch = 5                # an option applies to the methods that have it
+[method_settings.gce]              # settings for one method only
+gce_q = 0.5
 ```
 
-Every run trains into ``OUT/runs/<method>-<kind>-<rate or variant>-s<seed>/`` (a normal run
+Every run trains into ``OUT/runs/<method>-<noise>[-<axis>=<value>...]-s<seed>/`` (a normal run
 directory: a rerun skips finished runs and resumes partial ones), then :func:`aggregate` writes
-``OUT/results.csv``, ``OUT/results.md`` and ``OUT/plots/``.
+``OUT/results.csv``, ``OUT/results.md`` and ``OUT/plots/`` for whatever metrics the runs report.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -43,33 +46,36 @@ import torch
 
 from selfadapt.data.corruption import CORRUPTIONS, HUMAN_FILES, HUMAN_VARIANTS, INPUT_CORRUPTIONS
 from selfadapt.errors import SelfAdaptError
-from selfadapt.experiment import RunConfig, resolve_device, run_experiment, validate
-from selfadapt.objectives.registry import OBJECTIVES
-from selfadapt.rundir import atomic_write_bytes, differing_settings, write_json
+from selfadapt.evaluators import EVALUATORS
+from selfadapt.experiment import resolve_device, run_experiment
+from selfadapt.objectives.registry import METHODS, get_method
+from selfadapt.report import percent
+from selfadapt.rundir import atomic_write_bytes, read_metrics, write_json
+from selfadapt.settings import RunConfig, declared_settings, differing_settings, load_toml
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-GRID_KEYS = ("name", "methods", "seeds", "noise", "settings", "method_settings")
+GRID_KEYS = ("name", "methods", "seeds", "noise", "axes", "settings", "method_settings")
 NOISE_KEYS = ("kind", "rates", "variants")
 # The grid sets these itself, per run: a [settings] entry for them would be silently overridden.
 GRID_FIELDS = ("method", "noise", "noise_rate", "noise_variant", "seed", "data_seed", "noise_seed", "progress")
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,), "list[int]": (list,),
-          "None": ()}
 
 
 @dataclass(frozen=True)
 class GridRun:
-    """One cell of the grid for one seed; ``level`` is the rate (``"0.4"``) or CIFAR-N variant."""
+    """One cell of the grid for one seed; ``level`` is the rate (``"0.4"``) or CIFAR-N variant,
+    ``axes`` the values of the swept settings that apply to this run's method."""
 
     name: str
     method: str
     noise: str
     level: str
+    axes: tuple[tuple[str, object], ...]
     seed: int
     config: RunConfig
+
+    @property
+    def row(self) -> tuple:
+        """What identifies its table row: the method and the axes values."""
+        return (self.method, self.axes)
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,15 @@ class Grid:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     cells: tuple[tuple[str, str], ...]       # (noise kind, level) in file order
+    axes: dict                               # swept setting -> values
     settings: dict
     method_settings: dict
     runs: tuple[GridRun, ...]
+
+    @property
+    def rows(self) -> list[tuple]:
+        """The distinct (method, axes) rows in expansion order."""
+        return list(dict.fromkeys(run.row for run in self.runs))
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -100,48 +112,83 @@ def load_grid(path: str | Path) -> Grid:
     :func:`run_grid` checks it before training.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SelfAdaptError(f"grid file {path} does not exist")
-    try:
-        spec = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SelfAdaptError(f"grid file {path} is not valid TOML: {e}") from None
     where = f"grid {path}"
+    spec = load_toml(path, "grid file")
     _no_unknown(spec, GRID_KEYS, where)
     name = spec.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise SelfAdaptError(f"{where}: name must be a non-empty string")
     methods = _unique_list(spec, "methods", str, where)
     for method in methods:
-        if method not in OBJECTIVES:
-            raise SelfAdaptError(f"{where}: unknown method {method!r}; choose from {', '.join(sorted(OBJECTIVES))}")
+        get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
-    settings = _run_fields(spec.get("settings", {}), f"{where}, [settings]")
+    settings = _settings_table(spec.get("settings", {}), f"{where}, [settings]")
     method_settings = spec.get("method_settings", {})
     if not isinstance(method_settings, dict):
         raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
     for method, values in method_settings.items():
-        if method not in OBJECTIVES:   # a known method not in `methods` is allowed: trimming a grid is one edit
-            raise SelfAdaptError(f"{where}: [method_settings.{method}] names an unknown method; "
-                                 f"choose from {', '.join(sorted(OBJECTIVES))}")
-        _run_fields(values, f"{where}, [method_settings.{method}]")
-    cells = _noise_cells(spec.get("noise"), settings.get("dataset", RunConfig.dataset), where)
-    runs = []
+        # a known method not in `methods` is allowed (trimming a grid is one edit), and checked all the same
+        table = f"{where}, [method_settings.{method}]"
+        if method not in METHODS:
+            raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(METHODS))}")
+        _settings_table(values, table)
+        RunConfig.from_flat({**{k: v for k, v in settings.items() if k in _accepted_names(method)}, **values,
+                             "method": method}, where=table)
+    axes = spec.get("axes", {})
+    if not isinstance(axes, dict):
+        raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
+    for key in axes:
+        _unique_list(axes, key, object, f"{where}, [axes]")
+    _settings_table({k: v[0] for k, v in axes.items()}, f"{where}, [axes]")
+    noise = spec.get("noise")
+    cells = _noise_cells(noise, settings.get("dataset", "cifar10"), where) if noise is not None else \
+        [(settings.get("noise", "none"), _settings_level(settings))]
+    runs = {}
     for seed in seeds:
         for kind, level in cells:
-            for method in methods:
-                own = method_settings.get(method, {})
-                values = {**settings, **own, "method": method, "noise": kind, "seed": seed, "data_seed": seed,
-                          "noise_seed": seed, "progress": False,
-                          "method_options": {**settings.get("method_options", {}), **own.get("method_options", {})}}
-                if kind == "human":
-                    values["noise_variant"] = level
-                elif kind != "none":
-                    values["noise_rate"] = float(level)
-                config = RunConfig.from_dict(values)
-                validate(dataclasses.replace(config, device="cpu"))
-                runs.append(GridRun(_run_name(method, kind, level, seed), method, kind, level, seed, config))
-    return Grid(name, path, tuple(methods), tuple(seeds), tuple(cells), settings, method_settings, tuple(runs))
+            for values in itertools.product(*axes.values()):
+                for method in methods:
+                    run = _expand(method, kind, level, dict(zip(axes, values)), seed, settings,
+                                  method_settings.get(method, {}), where, noise is not None)
+                    runs.setdefault(run.name, run)
+    return Grid(name, path, tuple(methods), tuple(seeds), tuple(cells), axes, settings, method_settings,
+                tuple(runs.values()))
+
+
+def _expand(method: str, kind: str, level: str, axis_values: dict, seed: int, settings: dict, own: dict,
+            where: str, noise_from_cells: bool) -> GridRun:
+    accepts = _accepted_names(method)
+    shared = {k: v for k, v in settings.items() if k in accepts}
+    axes = tuple((k, v) for k, v in axis_values.items() if k in accepts)
+    values = {**shared, **own, **dict(axes), "method": method, "seed": seed, "data_seed": seed,
+              "noise_seed": seed, "progress": False}
+    if noise_from_cells:
+        values["noise"] = kind
+        if kind == "human":
+            values["noise_variant"] = level
+        elif kind != "none":
+            values["noise_rate"] = float(level)
+    name = "-".join([method, _cell_name(kind, level), *(f"{k}={_text(v)}" for k, v in axes), f"s{seed}"])
+    config = RunConfig.from_flat(values, where=f"{where}, run {name}")
+    return GridRun(name, method, kind, level, axes, seed, config)
+
+
+def _accepted_names(method: str) -> set[str]:
+    """Plain settings, the method's options, and the options of the evaluators the run will use."""
+    names = set(declared_settings()) | set(get_method(method).option_names)
+    for spec in EVALUATORS.values():
+        names |= set(spec.option_names)
+    return names
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _settings_level(settings: dict) -> str:
+    if settings.get("noise") == "human":
+        return str(settings.get("noise_variant") or "worse")
+    return _text(float(settings.get("noise_rate", 0.0))) if settings.get("noise", "none") != "none" else "0"
 
 
 def _no_unknown(table: dict, known, where: str) -> None:
@@ -154,31 +201,32 @@ def _unique_list(spec: dict, key: str, kind: type, where: str) -> list:
     values = spec.get(key)
     if (not isinstance(values, list) or not values
             or not all(isinstance(v, kind) and not isinstance(v, bool) for v in values)):
-        raise SelfAdaptError(f"{where}: {key} must be a non-empty list of {kind.__name__}s, got {values!r}")
-    if len(set(values)) != len(values):
+        kind_name = "value" if kind is object else kind.__name__
+        raise SelfAdaptError(f"{where}: {key} must be a non-empty list of {kind_name}s, got {values!r}")
+    if len({json.dumps(v) for v in values}) != len(values):
         raise SelfAdaptError(f"{where}: {key} lists a value twice: {values!r}")
     return values
 
 
-def _run_fields(values, where: str) -> dict:
-    """Check a table of RunConfig fields: known names, right types, none the grid sets itself."""
+def _settings_table(values, where: str) -> dict:
+    """Check a table of flat settings: known names (plain settings or some method's or evaluator's
+    options), none the grid sets itself. Types and ranges are checked when each run is built."""
+    from selfadapt.settings import option_owner
+
     if not isinstance(values, dict):
-        raise SelfAdaptError(f"{where} must be a table of RunConfig fields")
-    types = {f.name: f.type for f in dataclasses.fields(RunConfig)}
-    for key, value in values.items():
+        raise SelfAdaptError(f"{where} must be a table of settings")
+    plain = declared_settings()
+    for key in values:
         if key in GRID_FIELDS:
             raise SelfAdaptError(f"{where}: {key} is set by the grid itself (methods, [[noise]], seeds)")
-        if key not in types:
-            raise SelfAdaptError(f"{where}: unknown setting {key!r}; see selfadapt.experiment.RunConfig")
-        allowed = tuple(t for part in str(types[key]).split("|") for t in _TYPES[part.strip()])
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise SelfAdaptError(f"{where}: {key} must be {types[key]}, got {value!r}")
+        if key not in plain and not option_owner(key):
+            raise SelfAdaptError(f"{where}: unknown setting {key!r}; `selfadapt train --help` lists them")
     return values
 
 
 def _noise_cells(noise, dataset: str, where: str) -> list[tuple[str, str]]:
     if not isinstance(noise, list) or not noise or not all(isinstance(n, dict) for n in noise):
-        raise SelfAdaptError(f"{where}: needs at least one [[noise]] table (kind = \"none\" for clean labels)")
+        raise SelfAdaptError(f"{where}: [[noise]] must be one or more tables (kind = \"none\" for clean labels)")
     cells = []
     for entry in noise:
         _no_unknown(entry, NOISE_KEYS, f"{where}, [[noise]]")
@@ -211,16 +259,12 @@ def _noise_cells(noise, dataset: str, where: str) -> list[tuple[str, str]]:
             bad = [r for r in rates if not 0.0 <= r <= 1.0]
             if bad:
                 raise SelfAdaptError(f"{where}: noise rates must lie in [0, 1], got {bad[0]} for {kind}")
-            levels = [f"{float(r):g}" for r in rates]
+            levels = [_text(float(r)) for r in rates]
         for level in levels:
             if (kind, level) in cells:
                 raise SelfAdaptError(f"{where}: noise {kind} {level} is listed twice")
             cells.append((kind, level))
     return cells
-
-
-def _run_name(method: str, kind: str, level: str, seed: int) -> str:
-    return f"{method}-none-s{seed}" if kind == "none" else f"{method}-{kind}-{level}-s{seed}"
 
 
 def _cell_name(kind: str, level: str) -> str:
@@ -245,7 +289,7 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
         raise SelfAdaptError(f"--jobs must be >= 1, got {jobs}")
     started = time.perf_counter()
     grid = load_grid(path)
-    for device in sorted({run.config.device for run in grid.runs}):
+    for device in sorted({run.config.engine.device for run in grid.runs}):
         resolve_device(device)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -256,9 +300,7 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
     todo = []
     for i, run in enumerate(grid.runs, 1):
         if states[run.name] == "finished":
-            summary = json.loads((out / "runs" / run.name / "summary.json").read_text())
-            print(f"[{i}/{len(grid.runs)}] skipped {run.name} (finished: final test accuracy "
-                  f"{_pct(summary['final_test_accuracy'])})", flush=True)
+            print(f"[{i}/{len(grid.runs)}] skipped {run.name} (finished)", flush=True)
         else:
             todo.append((i, run))
     workers = min(jobs, max(len(todo), 1))
@@ -269,9 +311,8 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
             failed[run.name] = result
             print(f"[{i}/{len(grid.runs)}] failed {run.name}: {result}", flush=True)
         else:
-            print(f"[{i}/{len(grid.runs)}] finished {run.name}: final test accuracy "
-                  f"{_pct(result['final_test_accuracy'])}, best {_pct(result['best_test_accuracy'])} "
-                  f"(epoch {result['best_epoch']}), {result['seconds']:.1f} s", flush=True)
+            print(f"[{i}/{len(grid.runs)}] finished {run.name}: {_describe_result(result)}, "
+                  f"{result['seconds']:.1f} s", flush=True)
     write_json(out / "failed.json", failed)
     command = f"selfadapt bench {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
     command += f" --jobs {jobs}" if jobs > 1 else ""
@@ -286,6 +327,13 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
     return out
 
 
+def _describe_result(summary: dict) -> str:
+    key = summary.get("primary_metric")
+    if key is None:
+        return "done"
+    return f"final {key} {percent(summary.get(f'final_{key}'))}, best {percent(summary.get(f'best_{key}'))}"
+
+
 def run_state(run: GridRun, out: Path) -> str:
     """``"new"``, ``"partial"`` or ``"finished"``, read from ``out/runs/<name>/`` without loading data.
 
@@ -293,33 +341,23 @@ def run_state(run: GridRun, out: Path) -> str:
     a :class:`SelfAdaptError`, as is one with more epochs than the grid asks for.
     """
     folder = Path(out) / "runs" / run.name
-    if not (folder / "config.json").is_file():
+    done = len(read_metrics(folder / "metrics.jsonl"))
+    if not done and not (folder / "checkpoint.pt").is_file():
         return "new"
     try:
         stored = json.loads((folder / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SelfAdaptError(f"{folder / 'config.json'} is corrupt ({e}); delete that run directory") from None
-    wanted = run.config.to_dict()
-    differs = differing_settings(stored, wanted)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SelfAdaptError(f"{folder / 'config.json'} is missing or corrupt ({e}); delete that run directory") \
+            from None
+    differs = differing_settings(stored, run.config.to_dict())
     if differs:
         raise SelfAdaptError(f"{folder} holds a different run (it differs in {', '.join(differs)}); "
                              "use another --out or delete that directory")
-    done = len(_metrics(folder))
-    if done > run.config.epochs:
-        raise SelfAdaptError(f"{folder} has {done} epochs, the grid asks for {run.config.epochs}; "
+    epochs = run.config.engine.epochs
+    if done > epochs:
+        raise SelfAdaptError(f"{folder} has {done} epochs, the grid asks for {epochs}; "
                              "use another --out or delete that directory")
-    return "finished" if done == run.config.epochs and (folder / "summary.json").is_file() else \
-        "partial" if done else "new"
-
-
-def _metrics(folder: Path) -> list[dict]:
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise SelfAdaptError(f"{path} is corrupt ({e}); delete that run directory to retrain it") from None
+    return "finished" if done == epochs and (folder / "summary.json").is_file() else "partial"
 
 
 def _train_all(todo, out: Path, workers: int, threads: int, total: int):
@@ -365,12 +403,12 @@ def _record_invocation(out: Path, grid: Grid, command: str, workers: int, thread
     """Append this invocation (command, hardware, measured wall time) to ``out/bench.json``."""
     record_path = out / "bench.json"
     history = json.loads(record_path.read_text()) if record_path.is_file() else []
-    device = resolve_device(grid.runs[0].config.device)
+    device = resolve_device(grid.runs[0].config.engine.device)
     if device.startswith("cuda"):
         device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     history.append({
         "command": command, "grid": grid.name,
-        "processor": _processor(), "cpu_count": os.cpu_count(),
+        "processor": processor_name(), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "torch_threads_per_run": threads, "parallel_runs": workers, "device": device,
         "runs_trained": trained, "wall_seconds": round(seconds, 2),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -378,7 +416,7 @@ def _record_invocation(out: Path, grid: Grid, command: str, workers: int, thread
     write_json(record_path, history)
 
 
-def _processor() -> str:
+def processor_name() -> str:
     """The CPU model from /proc/cpuinfo where there is one, else ``platform.processor()``."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -392,23 +430,16 @@ def _processor() -> str:
 # --------------------------------------------------------------------------------------------
 # aggregation
 
-
-CSV_COLUMNS = (
-    "method", "noise", "level", "n_seeds", "n_seeds_expected", "missing_seeds",
-    "final_test_accuracy_mean", "final_test_accuracy_std",
-    "best_epoch_test_accuracy_mean_optimistic", "best_epoch_test_accuracy_std_optimistic",
-    "final_train_accuracy_clean_mean", "final_train_accuracy_clean_std",
-    "label_issue_precision_mean", "label_issue_recall_mean", "label_issue_f1_mean",
-    "realised_noise_rate_mean", "train_seconds_mean",
-)
+ID_COLUMNS = ("method", "noise", "level")
+COUNT_COLUMNS = ("n_seeds", "n_seeds_expected", "missing_seeds")
 
 
 def aggregate(out: str | Path) -> Path:
     """Tabulate the finished runs of the grid in ``out`` (``out/grid.toml``) and plot them.
 
-    Writes ``results.csv`` (one row per method x noise kind x rate/variant; accuracies as
-    fractions; std is the sample std over seeds, ``n/a`` below two seeds), ``results.md`` and
-    ``plots/``. Runs that are missing, unfinished or failed are listed, never averaged.
+    Writes ``results.csv`` (one row per method x axes x noise cell; every metric the runs report
+    as mean and sample std over seeds, ``n/a`` below two seeds), ``results.md`` and ``plots/``.
+    Runs that are missing, unfinished or failed are listed, never averaged.
 
     Example: ``aggregate("runs/fmnist")`` after ``run_grid(..., "runs/fmnist")``.
     """
@@ -422,103 +453,125 @@ def aggregate(out: str | Path) -> Path:
         folder = out / "runs" / run.name
         state = run_state(run, out)
         if state == "finished":
-            finished[run.name] = (json.loads((folder / "summary.json").read_text()), _metrics(folder))
+            finished[run.name] = (json.loads((folder / "summary.json").read_text()),
+                                  read_metrics(folder / "metrics.jsonl"))
         elif run.name in failed:
             missing[run.name] = f"failed: {failed[run.name]}"
         else:
             missing[run.name] = "not started" if state == "new" else \
-                f"unfinished ({len(_metrics(folder))} of {run.config.epochs} epochs)"
-    rows = [_row(grid, method, kind, level, finished) for kind, level in grid.cells for method in grid.methods]
-    _write_csv(out / "results.csv", rows)
-    atomic_write_bytes(out / "results.md", _markdown(grid, out, rows, missing).encode())
-    _plots(grid, out / "plots", finished)
+                f"unfinished ({len(read_metrics(folder / 'metrics.jsonl'))} of {run.config.engine.epochs} epochs)"
+    rows = [_row(grid, row, kind, level, finished) for kind, level in grid.cells for row in grid.rows]
+    rows = [r for r in rows if r is not None]
+    metrics = _metric_keys(finished)
+    _write_csv(out / "results.csv", rows, list(grid.axes), metrics)
+    atomic_write_bytes(out / "results.md", _markdown(grid, out, rows, missing, finished).encode())
+    _plots(grid, out / "plots", finished, rows)
     return out
 
 
-def _row(grid: Grid, method: str, kind: str, level: str, finished: dict) -> dict:
-    runs = [r for r in grid.runs if (r.method, r.noise, r.level) == (method, kind, level)]
-    done = [finished[r.name][0] for r in runs if r.name in finished]
-
-    def values(get):
-        return [v for v in map(get, done) if v is not None]
-
-    final = values(lambda s: s["final_test_accuracy"])
-    best = values(lambda s: s["best_test_accuracy"])
-    clean = values(lambda s: s.get("final_train_accuracy_clean"))
-    issues = [s["label_issues"] for s in done if s.get("label_issues")]
-    return {
-        "method": method, "noise": kind, "level": level, "n_seeds": len(done), "n_seeds_expected": len(runs),
-        "missing_seeds": " ".join(str(r.seed) for r in runs if r.name not in finished),
-        "final_test_accuracy_mean": _mean(final), "final_test_accuracy_std": _std(final),
-        "best_epoch_test_accuracy_mean_optimistic": _mean(best), "best_epoch_test_accuracy_std_optimistic": _std(best),
-        "final_train_accuracy_clean_mean": _mean(clean), "final_train_accuracy_clean_std": _std(clean),
-        "label_issue_precision_mean": _mean([i["precision"] for i in issues]),
-        "label_issue_recall_mean": _mean([i["recall"] for i in issues]),
-        "label_issue_f1_mean": _mean([i["f1"] for i in issues]),
-        "realised_noise_rate_mean": _mean(values(lambda s: (s.get("noise") or {}).get("realised_error_rate"))),
-        "train_seconds_mean": _mean(values(lambda s: s.get("seconds"))),
-    }
+def _summary_values(summary: dict) -> dict[str, float]:
+    """The numbers a summary reports: final and best metrics, label-issue scores, noise, time."""
+    values = {k: v for k, v in summary.items() if (k.startswith("final_") or k.startswith("best_"))
+              and not k.endswith("_epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, value in (summary.get("label_issues") or {}).items():
+        if key in ("precision", "recall", "f1"):
+            values[f"label_issue_{key}"] = value
+    realised = (summary.get("noise") or {}).get("realised_error_rate")
+    if realised is not None:
+        values["realised_noise_rate"] = realised
+    values["train_seconds"] = summary.get("seconds")
+    return {k: v for k, v in values.items() if v is not None}
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
+def _metric_keys(finished: dict) -> list[str]:
+    keys = {}
+    for summary, _ in finished.values():
+        keys.update(dict.fromkeys(_summary_values(summary)))
+    order = lambda k: (not k.startswith("final_"), not k.startswith("best_"), k)  # noqa: E731
+    return sorted(keys, key=order)
 
 
-def _std(values: list[float]) -> float | None:
-    return statistics.stdev(values) if len(values) >= 2 else None   # sample std (ddof=1)
+def _row(grid: Grid, row: tuple, kind: str, level: str, finished: dict) -> dict | None:
+    runs = [r for r in grid.runs if r.row == row and (r.noise, r.level) == (kind, level)]
+    if not runs:
+        return None
+    done = [_summary_values(finished[r.name][0]) for r in runs if r.name in finished]
+    method, axes = row
+    out = {"method": method, "noise": kind, "level": level, **{k: v for k, v in axes},
+           "n_seeds": len(done), "n_seeds_expected": len(runs),
+           "missing_seeds": " ".join(str(r.seed) for r in runs if r.name not in finished)}
+    for key in {k for d in done for k in d}:
+        values = [d[key] for d in done if key in d]
+        out[f"{key}_mean"] = statistics.fmean(values)
+        out[f"{key}_std"] = statistics.stdev(values) if len(values) >= 2 else None   # sample std (ddof=1)
+    return out
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict], axes: list[str], metrics: list[str]) -> None:
+    columns = [*ID_COLUMNS, *axes, *COUNT_COLUMNS, *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "n/a" if v is None else v for k, v in row.items()})
+            writer.writerow({c: "n/a" if row.get(c) is None else row[c] for c in columns})
     os.replace(tmp, path)
 
 
-def _markdown(grid: Grid, out: Path, rows: list[dict], missing: dict) -> str:
+def _row_label(method: str, axes) -> str:
+    return " ".join([method, *(f"{k}={_text(v)}" for k, v in axes)])
+
+
+def _primary_metrics(finished: dict) -> list[tuple[str, bool]]:
+    """(metric, higher is better) of the runs' primary metrics, in first-seen order."""
+    seen = {}
+    for summary, _ in finished.values():
+        if summary.get("primary_metric"):
+            seen.setdefault(summary["primary_metric"], summary.get("higher_is_better", True))
+    return list(seen.items())
+
+
+def _markdown(grid: Grid, out: Path, rows: list[dict], missing: dict, finished: dict) -> str:
     history = json.loads((out / "bench.json").read_text()) if (out / "bench.json").is_file() else []
     command = history[-1]["command"] if history else f"selfadapt bench GRID --out {out}"
     lines = [f"# Benchmark grid: {grid.name}", "", f"Command: `{command}`", "",
              f"Settings: {_describe(grid.settings)}"]
     lines += [f"Settings for {m}: {_describe(v)}" for m, v in grid.method_settings.items()]
+    lines += [f"Axes: {_describe(grid.axes)}" for _ in [0] if grid.axes]
     lines += [f"Seeds: {', '.join(map(str, grid.seeds))} (each sets seed, data_seed and noise_seed)", ""]
-    trained = [h for h in history if h["runs_trained"]]
-    for h in trained:
+    for h in (h for h in history if h["runs_trained"]):
         lines.append(f"Hardware: {h['processor']}, {h['cpu_count']} CPUs, {h['torch_threads_per_run']} torch "
                      f"thread(s) per run, {h['parallel_runs']} run(s) at a time, device {h['device']}, "
                      f"torch {h['torch']}; {h['runs_trained']} runs trained in {h['wall_seconds']:.0f} s wall "
                      f"({h['finished_at']})")
-    seconds = sum(r["train_seconds_mean"] * r["n_seeds"] for r in rows if r["n_seeds"])
+    seconds = sum(r.get("train_seconds_mean", 0) * r["n_seeds"] for r in rows if r["n_seeds"])
     lines += ["", f"Training time summed over finished runs: {seconds:.0f} s.", "",
-              "Test accuracy (%), mean ± sample std over seeds; `(k/n)` marks cells with only k of n seeds finished. "
-              "*Final* is the last epoch, the number to report. *Best* is the best epoch chosen on the test "
-              "set itself, as the original code did: optimistic, not a fair model selection.", ""]
-    kinds = list(dict.fromkeys(kind for kind, _ in grid.cells))
-    for kind in kinds:
+              "Mean ± sample std over seeds, in %; `(k/n)` marks cells with only k of n seeds finished. "
+              "*Final* is the last epoch, the number to report. *Best* is the best epoch chosen on the "
+              "evaluated (test) set itself, as the original code did: optimistic, not a fair model selection.", ""]
+    for kind in dict.fromkeys(kind for kind, _ in grid.cells):
         levels = [level for k, level in grid.cells if k == kind]
         cell_rows = [r for r in rows if r["noise"] == kind]
         header = [_level_header(kind, level, cell_rows) for level in levels]
-        for title, key in (("final (last epoch)", "final_test_accuracy"),
-                           ("best epoch, chosen on the test set (optimistic)", "best_epoch_test_accuracy")):
-            suffix = "_optimistic" if key.startswith("best") else ""
-            lines += [f"## {_kind_title(kind)}: {title}", "", "| method | " + " | ".join(header) + " |",
-                      "|---|" + "---|" * len(levels)]
-            for method in grid.methods:
-                cells = [_cell(next(r for r in cell_rows if r["method"] == method and r["level"] == level), key, suffix)
-                         for level in levels]
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-            lines.append("")
-        issue_rows = [r for r in cell_rows if r["label_issue_f1_mean"] is not None]
+        for metric, _ in _primary_metrics(finished):
+            for which, title in (("final", "final (last epoch)"), ("best", "best epoch (optimistic)")):
+                lines += [f"## {_kind_title(kind)}: {metric}, {title}", "", "| run | " + " | ".join(header) + " |",
+                          "|---|" + "---|" * len(levels)]
+                for method, axes in grid.rows:
+                    cells = [_cell(next((r for r in cell_rows if r["method"] == method and r["level"] == level
+                                         and all(r.get(k) == v for k, v in axes)), None), f"{which}_{metric}")
+                             for level in levels]
+                    lines.append(f"| {_row_label(method, axes)} | " + " | ".join(cells) + " |")
+                lines.append("")
+        issue_rows = [r for r in cell_rows if r.get("label_issue_f1_mean") is not None]
         if issue_rows:
             lines += [f"## {_kind_title(kind)}: label errors flagged by the corrected targets "
                       "(precision / recall / F1, %)", "",
-                      "| method | level | precision | recall | F1 |", "|---|---|---|---|---|"]
-            lines += [f"| {r['method']} | {r['level']} | {_pct(r['label_issue_precision_mean'], sign='')} | "
-                      f"{_pct(r['label_issue_recall_mean'], sign='')} | {_pct(r['label_issue_f1_mean'], sign='')} |"
-                      for r in issue_rows]
+                      "| run | level | precision | recall | F1 |", "|---|---|---|---|---|"]
+            lines += [f"| {_row_label(r['method'], [(k, r[k]) for k in grid.axes if k in r])} | {r['level']} | "
+                      f"{percent(r['label_issue_precision_mean'], sign='')} | "
+                      f"{percent(r['label_issue_recall_mean'], sign='')} | "
+                      f"{percent(r['label_issue_f1_mean'], sign='')} |" for r in issue_rows]
             lines.append("")
     lines += ["## Missing or unfinished runs", ""]
     lines += [f"- {name}: {why}" for name, why in missing.items()] or ["None: every run finished."]
@@ -526,7 +579,7 @@ def _markdown(grid: Grid, out: Path, rows: list[dict], missing: dict) -> str:
 
 
 def _describe(values: dict) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "RunConfig defaults"
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "defaults"
 
 
 def _kind_title(kind: str) -> str:
@@ -538,72 +591,75 @@ def _level_header(kind: str, level: str, rows: list[dict]) -> str:
     if kind == "none":
         return "clean"
     realised = next((r["realised_noise_rate_mean"] for r in rows
-                     if r["level"] == level and r["realised_noise_rate_mean"] is not None), None)
+                     if r["level"] == level and r.get("realised_noise_rate_mean") is not None), None)
     what = "images corrupted" if kind in INPUT_CORRUPTIONS else "labels wrong"
     return level if realised is None else f"{level} ({100 * realised:.1f}% {what})"
 
 
-def _cell(row: dict, key: str, suffix: str) -> str:
-    mean, std = row[f"{key}_mean{suffix}"], row[f"{key}_std{suffix}"]
-    if mean is None:
+def _cell(row: dict | None, key: str) -> str:
+    if row is None or row.get(f"{key}_mean") is None:
         return "n/a"
+    mean, std = row[f"{key}_mean"], row.get(f"{key}_std")
     text = f"{100 * mean:.2f} ± " + ("n/a" if std is None else f"{100 * std:.2f}")
     return text if row["n_seeds"] == row["n_seeds_expected"] else f"{text} ({row['n_seeds']}/{row['n_seeds_expected']})"
-
-
-def _pct(value, sign: str = "%") -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}{sign}"
 
 
 MEMORISATION_STYLES = {"memorised_share": "-", "predicted_clean_share": "--", "corrected_target_share": ":"}
 MEMORISATION_LABELS = {"memorised_share": "predicted as its wrong label",
                        "predicted_clean_share": "predicted as its clean label",
-                       "corrected_target_share": "SAT target corrected to clean"}
+                       "corrected_target_share": "corrected target is the clean label"}
 
 
-def _plots(grid: Grid, folder: Path, finished: dict) -> None:
-    """Per noise cell: mean test accuracy per epoch by method, and the memorisation curves."""
-    from matplotlib.lines import Line2D
-
-    from selfadapt.plots import plot_curves, plt
+def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
+    """Per noise cell: each primary metric per epoch by run row, and the memorisation curves; per
+    numeric axis: the final primary metric against the axis."""
+    from selfadapt.plots import plot_curves, plot_memorisation, plot_metric_against
 
     folder.mkdir(parents=True, exist_ok=True)
+    primaries = _primary_metrics(finished)
     for kind, level in grid.cells:
-        by_method = {m: [finished[r.name][1] for r in grid.runs
-                         if (r.method, r.noise, r.level) == (m, kind, level) and r.name in finished]
-                     for m in grid.methods}
-        by_method = {m: runs for m, runs in by_method.items() if runs}
-        if not by_method:
+        by_row = {_row_label(*row): [finished[r.name][1] for r in grid.runs
+                                     if r.row == row and (r.noise, r.level) == (kind, level) and r.name in finished]
+                  for row in grid.rows}
+        by_row = {label: runs for label, runs in by_row.items() if runs}
+        if not by_row:
             continue
         title = f"{grid.name}: {kind}" + ("" if kind == "none" else f" {level}")
-        plot_curves({m: _mean_curve(runs, "test_accuracy") for m, runs in by_method.items()},
-                    folder / f"accuracy-{_cell_name(kind, level)}.png", ylabel="test accuracy (mean over seeds)",
-                    title=title)
-        if not any("memorised_share" in runs[0][0] for runs in by_method.values()):
+        cell = _cell_name(kind, level)
+        for metric, _ in primaries:
+            plot_curves({label: mean_curve(runs, metric) for label, runs in by_row.items()},
+                        folder / f"{_file_word(metric)}-{cell}.png", ylabel=f"{metric} (mean over seeds)", title=title)
+        curves = {label: {key: mean_curve(runs, key) for key in MEMORISATION_STYLES} for label, runs in by_row.items()}
+        if any(v is not None for c in curves.values() for curve in c.values() for v in curve):
+            plot_memorisation(curves, MEMORISATION_STYLES, MEMORISATION_LABELS,
+                              folder / f"memorisation-{cell}.png", title=title)
+    for axis, values in grid.axes.items():
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             continue
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-        handles = []
-        for colour, (method, runs) in enumerate(by_method.items()):
-            handles.append(Line2D([], [], color=f"C{colour % 10}", label=method))
-            for key, style in MEMORISATION_STYLES.items():
-                points = [(i, v) for i, v in enumerate(_mean_curve(runs, key)) if v is not None]
-                if points:
-                    ax.plot(*zip(*points), linestyle=style, color=f"C{colour % 10}")
-        handles += [Line2D([], [], color="black", linestyle=style, label=MEMORISATION_LABELS[key])
-                    for key, style in MEMORISATION_STYLES.items()]
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("share of label-corrupted samples")
-        ax.set_title(title)
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
-        fig.savefig(folder / f"memorisation-{_cell_name(kind, level)}.png")
-        plt.close(fig)
+        for metric, _ in primaries:
+            series = {}
+            for r in rows:
+                if r.get(axis) is None or r.get(f"final_{metric}_mean") is None:
+                    continue
+                others = [(k, r[k]) for k in grid.axes if k != axis and r.get(k) is not None]
+                label = " ".join([_row_label(r["method"], others), _cell_name(r["noise"], r["level"])])
+                series.setdefault(label, []).append((r[axis], r[f"final_{metric}_mean"], r.get(f"final_{metric}_std")))
+            if series:
+                plot_metric_against(series, folder / f"{_file_word(metric)}-vs-{axis}.png", xlabel=axis,
+                                    ylabel=f"final {metric} (mean ± std over seeds)", title=grid.name)
 
 
-def _mean_curve(runs: list[list[dict]], key: str) -> list[float | None]:
+def _file_word(metric: str) -> str:
+    """``test_accuracy`` -> ``accuracy`` (file names of the original plots), others unchanged."""
+    return "accuracy" if metric == "test_accuracy" else metric.replace("_", "-")
+
+
+def mean_curve(runs: list[list[dict]], key: str) -> list[float | None]:
     """Per epoch, the mean of ``key`` over the runs that logged it (None where none did)."""
     length = max(len(metrics) for metrics in runs)
-    return [_mean([m[epoch][key] for m in runs if epoch < len(m) and m[epoch].get(key) is not None])
-            for epoch in range(length)]
+    out = []
+    for epoch in range(length):
+        values = [m[epoch][key] for m in runs if epoch < len(m) and m[epoch].get(key) is not None]
+        out.append(statistics.fmean(values) if values else None)
+    return out
+

@@ -2,8 +2,33 @@
 from __future__ import annotations
 
 import csv
+from typing import NamedTuple
 
 import torch
+
+
+class LabelIssues(NamedTuple):
+    """Suspected label errors, most confident first (all tensors of the same length)."""
+
+    index: torch.Tensor            # dataset indices
+    given_label: torch.Tensor      # the label the dataset carries
+    suggested_label: torch.Tensor  # argmax of the corrected target
+    confidence: torch.Tensor       # max of the corrected target
+
+
+def suspected_label_errors(targets: torch.Tensor, given_labels: torch.Tensor) -> LabelIssues:
+    """Rows whose corrected label (argmax of ``targets``, N x C) differs from ``given_labels``,
+    most confident (max of the row) first. Unlabeled rows (label -1) are never flagged.
+
+    >>> suspected_label_errors(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([1, 1])).index
+    tensor([0])
+    """
+    confidence, suggested = targets.max(dim=1)
+    given_labels = given_labels.to(suggested.device)
+    flagged = torch.nonzero((suggested != given_labels) & (given_labels >= 0)).squeeze(1)
+    order = torch.argsort(confidence[flagged], descending=True, stable=True)
+    flagged = flagged[order]
+    return LabelIssues(flagged, given_labels[flagged], suggested[flagged], confidence[flagged])
 
 
 def label_issue_scores(flagged: torch.Tensor, is_error: torch.Tensor) -> dict:

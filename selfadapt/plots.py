@@ -29,3 +29,59 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, *, ylabel: str
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def plot_memorisation(curves: dict[str, dict[str, list]], styles: dict[str, str], labels: dict[str, str],
+                      path: str | Path, *, title: str = "") -> Path:
+    """Per run label (a colour), one line per memorisation metric (a line style) against the epoch."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    handles = []
+    for colour, (name, metrics) in enumerate(curves.items()):
+        handles.append(Line2D([], [], color=f"C{colour % 10}", label=name))
+        for key, style in styles.items():
+            points = [(i, v) for i, v in enumerate(metrics.get(key, [])) if v is not None]
+            if points:
+                ax.plot(*zip(*points), linestyle=style, marker=".", color=f"C{colour % 10}")
+    handles += [Line2D([], [], color="black", linestyle=style, label=labels[key]) for key, style in styles.items()]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of label-corrupted samples")
+    ax.set_title(title)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_metric_against(series: dict[str, list[tuple[float, float, float | None]]], path: str | Path, *,
+                        xlabel: str, ylabel: str, title: str = "") -> Path:
+    """One line per label through ``(x, mean, std)`` points, with a ±std band; a log x axis when the
+    x values span a factor of 8 or more (widths, epochs).
+
+    Example: ``plot_metric_against({"ce": [(1, 0.3, 0.01), (4, 0.2, None)]}, "w.png", xlabel="width", ylabel="error")``.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    xs = [x for points in series.values() for x, _, _ in points]
+    for name, points in series.items():
+        points = sorted(points)
+        x = [p[0] for p in points]
+        mean = [p[1] for p in points]
+        line, = ax.plot(x, mean, marker="o", label=name)
+        if all(p[2] is not None for p in points):
+            ax.fill_between(x, [m - p[2] for m, p in zip(mean, points)], [m + p[2] for m, p in zip(mean, points)],
+                            color=line.get_color(), alpha=0.2)
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -2,13 +2,16 @@
 
 ```
 OUT/
-  config.json       the full configuration (seeds included)
+  config.json       the full configuration (seeds, method and evaluator options included)
   metrics.jsonl     one JSON object per finished epoch
-  summary.json      final and best test accuracy, and whatever the run adds
-  checkpoint.pt     model, optimizer, objective state, RNG states; written atomically each epoch
+  summary.json      final and best values of the evaluators' metrics, and whatever the run adds
+  checkpoint.pt     model, optimizer, objective state, loader and RNG states; written atomically
   noise.npz         the realised corruption (written by the experiment)
-  targets.npy       the final per-sample targets of SAT-style objectives
+  targets.npy       the final per-sample targets of objectives that keep them
 ```
+
+A directory holds a run once it has metrics or a checkpoint; a ``config.json`` alone (left by a
+command that failed before training) does not make one, so the corrected command may use it.
 """
 from __future__ import annotations
 
@@ -20,25 +23,39 @@ from pathlib import Path
 import torch
 
 from selfadapt.errors import SelfAdaptError
+from selfadapt.settings import differing_settings
 
-# Keys that may change between invocations of the same run: more epochs extend it, and the
-# device or progress display do not change what is computed in deterministic mode.
-RESUMABLE_KEYS = frozenset({"epochs", "device", "progress", "data_dir", "out"})
-
-
-def differing_settings(a: dict, b: dict) -> list[str]:
-    """Keys whose values differ between two run configs, ignoring those a resume may change."""
-    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))
+CHECKPOINT_FORMAT = "selfadapt-checkpoint-2"
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "noise.npz", "targets.npy")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``: never half a file."""
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (an empty list when there is none); a damaged line is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SelfAdaptError(f"{path} is damaged ({e}); delete that run directory") from None
+
+
+def _atomic(path: Path, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -47,54 +64,75 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
 class RunDir:
     """The files of one run; refuses a directory that holds a different run.
+
+    Construction only checks; :meth:`create` writes ``config.json`` (call it once everything that
+    can fail before training has succeeded). ``writer=False`` (the other processes of a
+    multi-process run) never writes.
 
     Example
     -------
     >>> import tempfile
-    >>> run = RunDir(tempfile.mkdtemp(), {"lr": 0.1, "epochs": 3})
+    >>> run = RunDir(tempfile.mkdtemp(), {"engine": {"epochs": 3}}).create()
     >>> run.append_metrics({"epoch": 0, "test_accuracy": 0.5})
     >>> run.metrics()
     [{'epoch': 0, 'test_accuracy': 0.5}]
     """
 
-    def __init__(self, path: str | Path, config: dict):
+    def __init__(self, path: str | Path, config: dict, *, writer: bool = True):
         self.path = Path(path)
+        self.config = config
+        self.writer = writer
         if self.path.exists() and not self.path.is_dir():
             raise SelfAdaptError(f"--out {self.path} is a file, not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.config = config
         stored = self.stored_config()
-        if stored is not None and differing_settings(stored, config):
-            raise SelfAdaptError(f"{self.path} holds a different run (it differs in "
-                                 f"{', '.join(differing_settings(stored, config))}); "
-                                 "choose another --out or delete that directory")
-        write_json(self.config_path, config)
+        if stored is not None:
+            differs = differing_settings(stored, config)
+            if differs:
+                raise SelfAdaptError(f"{self.path} holds a different run (it differs in {', '.join(differs)}); "
+                                     "choose another --out or delete that directory")
+            done = len(self.metrics())
+            wanted = config.get("engine", {}).get("epochs")
+            if wanted is not None and done > wanted:
+                raise SelfAdaptError(f"{self.path} holds {done} trained epochs, more than --epochs {wanted}; "
+                                     "a run cannot be shortened: choose another --out")
 
     config_path = property(lambda self: self.path / "config.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
 
+    def holds_run(self) -> bool:
+        return self.metrics_path.is_file() or self.checkpoint_path.is_file()
+
     def stored_config(self) -> dict | None:
-        if not self.config_path.exists():
-            if any(self.path.iterdir()):
+        """The config of the run this directory holds (``None``: it holds none)."""
+        if not self.path.is_dir():
+            return None
+        if not self.holds_run():
+            others = [p for p in self.path.iterdir() if p.name not in ("config.json", "noise.npz")
+                      and not p.name.startswith(".")]
+            if others:
                 raise SelfAdaptError(f"{self.path} is not empty and holds no selfadapt run; choose another --out")
             return None
         try:
             return json.loads(self.config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SelfAdaptError(f"{self.config_path} is corrupt ({e}); choose another --out") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SelfAdaptError(f"{self.config_path} is missing or corrupt ({e}); choose another --out") from None
+
+    def create(self) -> RunDir:
+        """Create the directory, remove temporary files a killed run left, write ``config.json``."""
+        if self.writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for stale in self.path.glob(".*"):
+                if stale.is_file() and any(stale.name.startswith(f".{name}.") for name in RUN_FILES):
+                    stale.unlink()
+            write_json(self.config_path, self.config)
+        return self
 
     def metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.metrics_path)
 
     def append_metrics(self, record: dict) -> None:
         with open(self.metrics_path, "a") as f:
@@ -116,36 +154,31 @@ class RunDir:
         if not self.checkpoint_path.exists():
             return None
         state = load_checkpoint(self.checkpoint_path)
-        if differing_settings(state["config"], self.config):
-            raise SelfAdaptError(f"{self.checkpoint_path} comes from another run (it differs in "
-                                 f"{', '.join(differing_settings(state['config'], self.config))})")
+        differs = differing_settings(state["config"], self.config)
+        if differs:
+            raise SelfAdaptError(f"{self.checkpoint_path} comes from another run (it differs in {', '.join(differs)})")
         return state
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` to a temporary file, then an atomic rename over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load with ``weights_only=True`` (no code runs); an unreadable file is a :class:`SelfAdaptError`."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
     if not path.is_file():
         raise SelfAdaptError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged or foreign file
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SelfAdaptError(f"cannot read checkpoint {path}: {first_line}") from None
-    if not isinstance(state, dict) or state.get("format") != "selfadapt-checkpoint-1":
-        raise SelfAdaptError(f"{path} is not a selfadapt checkpoint")
+    except Exception:  # noqa: BLE001  (torch raises many types for a damaged or foreign file)
+        raise SelfAdaptError(f"{path} is not a readable selfadapt checkpoint (damaged, or not written by "
+                             "selfadapt); it was not loaded") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        extra = f" (format {found!r}, this version reads {CHECKPOINT_FORMAT!r})" if found else ""
+        raise SelfAdaptError(f"{path} is not a selfadapt checkpoint{extra}")
     return state

@@ -7,8 +7,9 @@ TRADES+SAT the natural-loss targets, self-supervised SAT unit vectors. Each is a
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from selfadapt import distributed
 
 
 class TargetStore(nn.Module):
@@ -16,7 +17,10 @@ class TargetStore(nn.Module):
 
     The table is a buffer, so ``.to(device)``, ``state_dict()`` and ``load_state_dict()`` carry it
     with the module that owns the store. Under ``torch.distributed`` every process gathers the
-    ``(index, prediction)`` pairs of all processes before updating, so all replicas stay identical.
+    ``(index, prediction)`` pairs of all processes (batches may differ in size) before updating,
+    so all replicas stay identical. ``label_distributions=True`` marks a table of class
+    distributions over the given labels (SAT's): its argmax is a corrected label, which is how runs
+    find suspected label errors without knowing which method made the table.
 
     Example
     -------
@@ -25,11 +29,13 @@ class TargetStore(nn.Module):
     tensor([[0.1000, 0.0000, 0.9000]])
     """
 
-    def __init__(self, initial: torch.Tensor, momentum: float, *, dtype: torch.dtype = torch.float32):
+    def __init__(self, initial: torch.Tensor, momentum: float, *, dtype: torch.dtype = torch.float32,
+                 label_distributions: bool = False):
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         self.momentum = float(momentum)
+        self.label_distributions = label_distributions
         self.register_buffer("values", initial.detach().to(dtype).clone())
 
     def __len__(self) -> int:
@@ -43,18 +49,22 @@ class TargetStore(nn.Module):
     def update(self, index: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         """Move the targets of ``index`` towards ``prediction`` and return the new rows."""
         local_index = index
-        index, prediction = _gather_across_processes(index, prediction.detach())
-        prediction = prediction.to(self.values.dtype)
+        index = distributed.all_gather_rows(index)
+        prediction = distributed.all_gather_rows(prediction.detach()).to(self.values.dtype)
         self.values[index] = self.momentum * self.values[index] + (1.0 - self.momentum) * prediction
         return self.values[local_index]
 
 
-def _gather_across_processes(index: torch.Tensor, prediction: torch.Tensor):
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return index, prediction
-    world = dist.get_world_size()
-    indices = [torch.empty_like(index) for _ in range(world)]
-    predictions = [torch.empty_like(prediction) for _ in range(world)]
-    dist.all_gather(indices, index)
-    dist.all_gather(predictions, prediction)
-    return torch.cat(indices), torch.cat(predictions)
+def find_target_stores(module: nn.Module) -> dict[str, TargetStore]:
+    """Every :class:`TargetStore` inside ``module`` by its dotted name (``"loss.store"``).
+
+    >>> from selfadapt.objectives import SelfAdaptiveTraining
+    >>> list(find_target_stores(SelfAdaptiveTraining(torch.tensor([0, 1]), num_classes=2)))
+    ['store']
+    """
+    return {name: m for name, m in module.named_modules() if isinstance(m, TargetStore)}
+
+
+def label_distribution_store(module: nn.Module) -> TargetStore | None:
+    """The first store of class distributions over the given labels inside ``module``, if any."""
+    return next((s for s in find_target_stores(module).values() if s.label_distributions), None)

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import LogitLoss
+from selfadapt.objectives.base import Batch, LogitLoss
 from selfadapt.objectives.baselines import (EarlyLearningRegularization, GeneralizedCrossEntropy,
                                             HardBootstrapping, LabelSmoothing, Mixup, SoftBootstrapping,
                                             SymmetricCrossEntropy)
 from selfadapt.objectives.coteaching import CoTeaching, small_loss_selection
-from selfadapt.objectives.registry import OBJECTIVES, ObjectiveContext, build_objective
+from selfadapt.objectives.registry import METHODS, MethodContext, build_objective
 
 SHAPES = [(1, 2), (7, 3), (32, 10), (16, 100)]
 BASELINES = ["ls", "bootstrap-soft", "bootstrap-hard", "gce", "sce", "elr", "mixup", "coteaching"]
@@ -191,11 +191,11 @@ def test_elr_two_steps_match_reference(b, c, beta, lam):
 
 
 def test_elr_targets_start_at_zero_and_travel_in_state_dict():
-    ctx = ObjectiveContext(labels=torch.tensor([0, 1, 2, 1, 0]), num_classes=3, epochs=1)
+    ctx = MethodContext(labels=torch.tensor([0, 1, 2, 1, 0]), num_classes=3, epochs=1)
     objective = build_objective("elr", ctx)
     assert torch.equal(objective.loss.targets, torch.zeros(5, 3))
     model = torch.nn.Linear(4, 3)
-    objective.training_step(model, torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.tensor([4, 0, 2]), 0)
+    objective.training_step(model, Batch((torch.randn(3, 4),), torch.tensor([0, 1, 2]), torch.tensor([4, 0, 2])), 0)
     buffer = io.BytesIO()
     torch.save(objective.state_dict(), buffer)
     buffer.seek(0)
@@ -222,7 +222,7 @@ def test_mixup_matches_reference_with_the_same_draw(b, c, alpha):
     mixup = Mixup(alpha, seed=b)
     twin = Mixup(alpha, seed=12345)
     twin.load_state_dict(copy.deepcopy(mixup.state_dict()))
-    out = mixup.training_step(model, x, y, torch.arange(b), 0)
+    out = mixup.training_step(model, Batch((x,), y, torch.arange(b)), 0)
     lam, perm = twin.sample(b)
     assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == list(range(b))
     xn, yn, pn = x.double().numpy(), y.numpy(), perm.numpy()
@@ -267,7 +267,7 @@ def test_mixup_lambda_follows_beta_distribution(alpha):
 def test_mixup_alpha_zero_is_cross_entropy():
     model = torch.nn.Linear(4, 3)
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
-    out = Mixup(0.0).training_step(model, x, y, torch.arange(5), 0)
+    out = Mixup(0.0).training_step(model, Batch((x,), y, torch.arange(5)), 0)
     assert torch.allclose(out.loss, F.cross_entropy(model(x), y))
 
 
@@ -310,7 +310,7 @@ def test_coteaching_trains_each_network_on_the_others_small_loss_samples(b, c, e
     model, peer = torch.nn.Linear(5, c), torch.nn.Linear(5, c)
     x, y = torch.randn(b, 5), torch.randint(0, c, (b,))
     objective = CoTeaching(peer, forget_rate=tau)
-    out = objective.training_step(model, x, y, torch.arange(b), epoch)
+    out = objective.training_step(model, Batch((x,), y, torch.arange(b)), epoch)
     out.loss.backward()
 
     xn, yn = x.double().numpy(), y.numpy()
@@ -333,45 +333,50 @@ def test_coteaching_peer_is_a_submodule_following_the_models_mode():
     objective = CoTeaching(peer)
     assert {id(p) for p in objective.parameters()} == {id(p) for p in peer.parameters()}
     model = torch.nn.Linear(4, 3).eval()
-    objective.training_step(model, torch.randn(4, 4), torch.tensor([0, 1, 2, 0]), torch.arange(4), 0)
+    objective.training_step(model, Batch((torch.randn(4, 4),), torch.tensor([0, 1, 2, 0]), torch.arange(4)), 0)
     assert not peer.training
     model.train()
-    objective.training_step(model, torch.randn(4, 4), torch.tensor([0, 1, 2, 0]), torch.arange(4), 0)
+    objective.training_step(model, Batch((torch.randn(4, 4),), torch.tensor([0, 1, 2, 0]), torch.arange(4)), 0)
     assert peer.training
 
 
-def test_coteaching_forget_rate_from_options():
-    ctx = ObjectiveContext(labels=torch.zeros(4, dtype=torch.long), num_classes=3, epochs=1,
-                           model_factory=lambda: torch.nn.Linear(4, 3))
-    assert build_objective("coteaching", ctx).forget_rate == 0.2
-    ctx.options = {"noise_rate": 0.4}
-    assert build_objective("coteaching", ctx).forget_rate == 0.4
-    ctx.options = {"noise_rate": 0.4, "forget_rate": 0.3, "coteaching_tk": 5}
-    objective = build_objective("coteaching", ctx)
+def test_coteaching_forget_rate_defaults_to_the_realised_label_error_rate():
+    ctx = MethodContext(labels=torch.zeros(4, dtype=torch.long), num_classes=3, epochs=1,
+                        model_factory=lambda: torch.nn.Linear(4, 3), label_error_rate=0.36)
+    assert build_objective("coteaching", ctx).forget_rate == 0.36
+    objective = build_objective("coteaching", ctx, {"coteaching_forget_rate": 0.3, "coteaching_tk": 5})
     assert objective.forget_rate == 0.3 and objective.forget_rate_at(5) == pytest.approx(0.3)
     peer = objective.peer
     assert peer is not build_objective("coteaching", ctx).peer
 
 
+def test_coteaching_needs_a_forget_rate_where_the_error_rate_is_unknown():
+    ctx = MethodContext(labels=torch.zeros(4, dtype=torch.long), num_classes=3, epochs=1,
+                        model_factory=lambda: torch.nn.Linear(4, 3))
+    with pytest.raises(SelfAdaptError, match="--coteaching-forget-rate"):
+        build_objective("coteaching", ctx)
+    assert build_objective("coteaching", ctx, {"coteaching_forget_rate": 0.25}).forget_rate == 0.25
+
+
 def test_coteaching_needs_a_model_factory():
-    ctx = ObjectiveContext(labels=torch.zeros(4, dtype=torch.long), num_classes=3, epochs=1)
+    ctx = MethodContext(labels=torch.zeros(4, dtype=torch.long), num_classes=3, epochs=1, label_error_rate=0.2)
     with pytest.raises(SelfAdaptError, match="model_factory"):
         build_objective("coteaching", ctx)
 
 
 # ---------------------------------------------------------------- registry
 
-def context(**options):
-    return ObjectiveContext(labels=torch.tensor([0, 1, 2, 2, 1, 0]), num_classes=3, epochs=5,
-                            model_factory=lambda: torch.nn.Linear(4, 3), options=options)
+def context():
+    return MethodContext(labels=torch.tensor([0, 1, 2, 2, 1, 0]), num_classes=3, epochs=5,
+                         model_factory=lambda: torch.nn.Linear(4, 3), label_error_rate=0.2)
 
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_builds_and_trains(name):
-    assert name in OBJECTIVES
+    assert name in METHODS
     objective = build_objective(name, context())
     model = torch.nn.Linear(4, 3)
-    out = objective.training_step(model, torch.randn(4, 4), torch.tensor([0, 1, 2, 1]), torch.tensor([5, 1, 2, 3]), 3)
+    out = objective.training_step(model, Batch((torch.randn(4, 4),), torch.tensor([0, 1, 2, 1]), torch.tensor([5, 1, 2, 3])), 3)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss) and out.logits.shape == (4, 3)
     out.loss.backward()
     assert model.weight.grad.abs().sum() > 0
@@ -394,7 +399,7 @@ def test_logit_losses_compute_in_float32(name):
 ])
 def test_defaults_are_the_papers(name, options):
     built = build_objective(name, context())
-    explicit = build_objective(name, context(**options))
+    explicit = build_objective(name, context(), options)
     attrs = lambda o: {k: v for m in o.modules() for k, v in vars(m).items() if isinstance(v, float)}
     assert attrs(built) == attrs(explicit) and attrs(built)
 
@@ -404,9 +409,9 @@ def test_defaults_are_the_papers(name, options):
     ("bootstrap-hard", {"bootstrap_beta": -0.5}), ("gce", {"gce_q": 0.0}), ("gce", {"gce_q": 1.5}),
     ("gce", {"gce_q": float("nan")}), ("sce", {"sce_alpha": -1.0}), ("sce", {"sce_beta": -0.1}),
     ("elr", {"elr_beta": 1.0}), ("elr", {"elr_lambda": -3.0}), ("mixup", {"mixup_alpha": -1.0}),
-    ("coteaching", {"forget_rate": 1.0}), ("coteaching", {"noise_rate": -0.1}),
+    ("coteaching", {"coteaching_forget_rate": 1.0}), ("coteaching", {"coteaching_forget_rate": -0.1}),
     ("coteaching", {"coteaching_tk": -1}), ("coteaching", {"coteaching_tk": 2.5}),
 ])
 def test_out_of_range_options_are_rejected(name, options):
     with pytest.raises(SelfAdaptError):
-        build_objective(name, context(**options))
+        build_objective(name, context(), options)

@@ -30,7 +30,8 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
     for name in ("config.json", "metrics.jsonl", "summary.json", "noise.npz", "targets.npy", "checkpoint.pt"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["noise_seed"] == 0 and config["seed"] == 0 and config["data_seed"] == 0
+    assert config["data"]["noise_seed"] == 0 and config["model"]["seed"] == 0 and config["data"]["data_seed"] is None
+    assert config["method"]["options"] == {"sat_momentum": 0.9, "sat_start_epoch": 1}
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]
     summary = json.loads((out / "summary.json").read_text())
@@ -40,8 +41,11 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
     record = NoiseRecord.load(out / "noise.npz")
     assert (record.new_labels != record.original_labels).mean() == pytest.approx(summary["noise"]["realised_error_rate"])
 
-    assert main(["eval", str(out / "checkpoint.pt"), "--device", "cpu"]) == 0
-    assert f"test accuracy {100 * summary['final_test_accuracy']:.2f}%" in capsys.readouterr().out
+    for target in (out / "checkpoint.pt", out):
+        assert main(["eval", str(target), "--device", "cpu"]) == 0
+        printed = capsys.readouterr().out
+        assert f"test_accuracy: {summary['final_test_accuracy']:.4f}" in printed
+        assert f"train_accuracy_clean: {summary['final_train_accuracy_clean']:.4f}" in printed
 
 
 def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
@@ -57,17 +61,24 @@ def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
 
 
 def test_preset_with_overrides():
-    args = build_parser().parse_args(["train", "--preset", "cifar100-sat-sym0.6", "--epochs", "5", "--lr", "0.02"])
-    config = run_config_from(args)
-    assert (config.dataset, config.model, config.method) == ("cifar100", "resnet34", "sat")
-    assert (config.noise, config.noise_rate, config.epochs, config.lr) == ("symmetric", 0.6, 5, 0.02)
-    assert config.sat_start_epoch == 60 and config.batch_size == 256
+    args = build_parser().parse_args(["train", "--preset", "cifar100-sat-sym0.6", "--epochs", "100", "--lr", "0.02",
+                                     "--out", "unused"])
+    config = run_config_from(args).flat()
+    assert (config["dataset"], config["model"], config["method"]) == ("cifar100", "resnet34", "sat")
+    assert (config["noise"], config["noise_rate"], config["epochs"], config["lr"]) == ("symmetric", 0.6, 100, 0.02)
+    assert config["sat_start_epoch"] == 60 and config["batch_size"] == 256
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--noise-rate", "1.5"], "noise rate must lie in [0, 1]"),
-    (["--noise-rate", "-0.1"], "noise rate must lie in [0, 1]"),
-    (["--sat-momentum", "1.0"], "SAT momentum must lie in [0, 1)"),
+    (["--noise-rate", "1.5"], "noise_rate must lie in [0, 1], got 1.5"),
+    (["--noise-rate", "-0.1"], "noise_rate must lie in [0, 1]"),
+    (["--noise-rate", "abc"], "noise_rate must be float, got 'abc'"),
+    (["--sat-momentum", "1.0"], "sat_momentum must lie in [0, 1), got 1.0"),
+    (["--sat-start-epoch", "2"], "SAT starts at epoch 2 (0-based) but the run has only 2 epochs"),
+    (["--gce-q", "0.5"], "gce_q is an option of method gce, not of method 'sat'"),
+    (["--method", "gce", "--gce-q", "abc"], "gce_q must be float, got 'abc'"),
+    (["--method-option", "gce_qq=0.5"], "unknown setting 'gce_qq' (did you mean 'gce_q'?)"),
+    (["--method", "gce", "--method-option", "gce_qq=0.5"], "unknown setting 'gce_qq'"),
     (["--model", "resnet9000"], "unknown model 'resnet9000'"),
     (["--method", "magic"], "unknown method 'magic'"),
     (["--dataset", "imagenet"], "unknown dataset"),
@@ -91,16 +102,17 @@ def test_missing_and_corrupt_dataset_files(tmp_path, capsys):
 
 def test_out_holding_a_different_run_is_refused_and_untouched(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["train", *TINY, "--epochs", "1", "--sat-start-epoch", "0", "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    fails_with(capsys, ["train", *TINY, "--epochs", "1", "--lr", "0.5", "--out", str(out)], "holds a different run")
+    fails_with(capsys, ["train", *TINY, "--epochs", "1", "--sat-start-epoch", "0", "--lr", "0.5", "--out", str(out)],
+               "holds a different run")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_eval_of_a_bad_checkpoint(tmp_path, capsys):
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"\x80garbage")
-    fails_with(capsys, ["eval", str(bad)], "cannot read checkpoint")
+    fails_with(capsys, ["eval", str(bad)], "is not a readable selfadapt checkpoint")
     fails_with(capsys, ["eval", str(tmp_path / "missing.pt")], "does not exist")
 
 
@@ -108,13 +120,14 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "selfadapt.cli", "train", *TINY, "--noise-rate", "2",
                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == "selfadapt: error: noise rate must lie in [0, 1], got 2.0"
+    assert result.stderr.strip() == "selfadapt: error: noise_rate must lie in [0, 1], got 2.0"
 
 
 def test_subsets_are_class_balanced_and_recorded(tmp_path):
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--epochs", "1", "--subset", "300", "--test-subset", "100", "--out", str(out)]) == 0
+    assert main(["train", *TINY, "--epochs", "1", "--sat-start-epoch", "0", "--subset", "300", "--test-subset", "100",
+                 "--out", str(out)]) == 0
     record = NoiseRecord.load(out / "noise.npz")
     assert len(record.original_labels) == 300
     assert np.bincount(record.original_labels).tolist() == [30] * 10
-    assert json.loads((out / "config.json").read_text())["test_subset"] == 100
+    assert json.loads((out / "config.json").read_text())["data"]["test_subset"] == 100

@@ -7,10 +7,12 @@ from torch import nn
 
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import EngineConfig, Trainer, learning_rate
+from selfadapt.engine import Trainer, learning_rate
 from selfadapt.errors import SelfAdaptError
+from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
 from selfadapt.objectives import LogitLoss, SelfAdaptiveTraining
 from selfadapt.rundir import RunDir, load_checkpoint
+from selfadapt.settings import EngineSettings as EngineConfig
 
 
 def make_parts(seed=0):
@@ -25,17 +27,28 @@ def make_parts(seed=0):
     return model, objective, train, test, labels
 
 
-def train(run_path, epochs, config_extra=None, interrupt_at=None):
-    model, objective, train_loader, test_loader, labels = make_parts()
-    run = RunDir(run_path, {"name": "engine-test", **(config_extra or {}), "epochs": epochs})
-    config = EngineConfig(epochs=epochs, lr=0.05, progress=False)
+class Interrupt(Evaluator):
+    """Stops training like Ctrl-C after the given epoch's training step."""
 
-    def hook(epoch, predictions):
-        if epoch == interrupt_at:
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def __call__(self, model, objective, data, epoch):
+        if epoch == self.epoch:
             raise KeyboardInterrupt
         return {}
-    trainer = Trainer(model, objective, train_loader, test_loader, config, run=run, clean_labels=labels,
-                      epoch_hook=hook)
+
+
+def train(run_path, epochs, config_extra=None, interrupt_at=None):
+    model, objective, train_loader, test_loader, labels = make_parts()
+    run = RunDir(run_path, {"engine": {"name": "engine-test", **(config_extra or {}), "epochs": epochs}}).create()
+    config = EngineConfig(epochs=epochs, lr=0.05, progress=False)
+    evaluators = [*build_evaluators(["accuracy", "memorisation"], {"memorisation_every": 1}), Interrupt(interrupt_at)]
+    clean = labels.clone()
+    clean[:8] = (clean[:8] + 1) % 3   # the loader's labels differ from these on 8 samples
+    data = EvalData(test_loader, DeviceLoader(train_loader.images, labels, batch_size=64), clean, 3)
+    trainer = Trainer(model, objective, train_loader, config, evaluators=evaluators, eval_data=data, run=run)
     return trainer, trainer.fit()
 
 
@@ -59,7 +72,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert torch.equal(straight.objective.loss.targets, resumed.objective.loss.targets)
-    strip = lambda h: [{k: v for k, v in m.items() if k != "seconds"} for m in h]
+    strip = lambda h: [{k: v for k, v in m.items() if not k.endswith("seconds")} for m in h]
     assert strip(history) == strip(resumed_history)
     assert [m["epoch"] for m in resumed.run.metrics()] == [0, 1, 2, 3]
 
@@ -68,7 +81,8 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     trainer, _ = train(tmp_path / "run", 2)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["epoch"] == 2
-    assert set(state) >= {"model", "optimizer", "objective", "train_loader", "rng", "config"}
+    assert set(state) >= {"model", "optimizer", "objective", "processes", "config"}
+    assert set(state["processes"][0]) == {"train_loader", "rng"}
     assert "loss.store.values" in state["objective"]
     assert not list((tmp_path / "run").glob(".checkpoint.pt.*")), "no temporary file is left behind"
 
@@ -92,7 +106,7 @@ def test_a_different_run_in_the_same_directory_is_refused(tmp_path):
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(SelfAdaptError, match="cannot read checkpoint"):
+    with pytest.raises(SelfAdaptError, match="is not a readable selfadapt checkpoint"):
         load_checkpoint(path)
     torch.save({"weights": torch.zeros(1)}, path)
     with pytest.raises(SelfAdaptError, match="not a selfadapt checkpoint"):
@@ -102,7 +116,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 def test_metrics_have_the_promised_fields(tmp_path):
     _, history = train(tmp_path / "run", 2)
     assert set(history[0]) >= {"epoch", "lr", "train_loss", "train_accuracy_given", "train_accuracy_clean",
-                               "test_accuracy", "seconds"}
+                               "memorised_share", "predicted_clean_share", "corrected_target_share",
+                               "test_accuracy", "seconds", "eval_seconds"}
 
 
 def test_a_checkpoint_from_another_run_is_refused(tmp_path):

@@ -58,14 +58,37 @@ def finished(tmp_path_factory):
 def test_load_grid_expands_runs_with_readable_names(tmp_path):
     path = tmp_path / "g.toml"
     path.write_text(GRID.format(methods='["ce", "sat"]', seeds="[3]", epochs=2).replace(
-        "[method_settings.sat]", '[[noise]]\nkind = "none"\n[method_settings.sat]\nmethod_options = {x = 1}'))
+        "[method_settings.sat]", '[[noise]]\nkind = "none"\n[method_settings.sat]\nsat_momentum = 0.8'))
     grid = load_grid(path)
     assert [r.name for r in grid.runs] == ["ce-symmetric-0.4-s3", "sat-symmetric-0.4-s3", "ce-none-s3", "sat-none-s3"]
-    sat = grid.runs[1].config
-    assert (sat.seed, sat.data_seed, sat.noise_seed, sat.noise, sat.noise_rate) == (3, 3, 3, "symmetric", 0.4)
-    assert sat.sat_start_epoch == 1 and sat.method_options == {"x": 1} and not sat.progress
-    assert grid.runs[0].config.sat_start_epoch == 60 and grid.runs[0].config.method_options == {}
-    assert grid.runs[2].config.noise_rate == 0.0
+    sat = grid.runs[1].config.flat()
+    assert [sat[k] for k in ("seed", "data_seed", "noise_seed", "noise", "noise_rate")] == [3, 3, 3, "symmetric", 0.4]
+    assert (sat["sat_start_epoch"], sat["sat_momentum"], sat["progress"]) == (1, 0.8, False)
+    assert grid.runs[0].config.method.options == {}
+    assert grid.runs[2].config.data.noise_rate == 0.0
+
+
+def test_unknown_or_misplaced_method_options_are_refused(tmp_path):
+    path = tmp_path / "g.toml"
+    for extra, message in (("gce_qq = 0.5", "unknown setting 'gce_qq'"), ("sat_momentum = 1.5", "sat_momentum must lie"),
+                           ("gce_q = 0.5", "gce_q is an option of method gce, not of method 'sat'")):
+        path.write_text(GRID.format(methods='["ce", "sat"]', seeds="[0]", epochs=2) + extra + "\n")
+        with pytest.raises(SelfAdaptError, match=message):
+            load_grid(path)
+
+
+def test_any_setting_is_an_axis_and_options_apply_to_their_methods(tmp_path):
+    path = tmp_path / "axes.toml"
+    path.write_text(GRID.format(methods='["ce", "sat"]', seeds="[0]", epochs=2)
+                    + "\n[axes]\nwidth = [8, 32]\nsat_momentum = [0.7, 0.9]\n")
+    grid = load_grid(path)
+    names = [r.name for r in grid.runs]
+    assert names == ["ce-symmetric-0.4-width=8-s0", "sat-symmetric-0.4-width=8-sat_momentum=0.7-s0",
+                     "sat-symmetric-0.4-width=8-sat_momentum=0.9-s0", "ce-symmetric-0.4-width=32-s0",
+                     "sat-symmetric-0.4-width=32-sat_momentum=0.7-s0", "sat-symmetric-0.4-width=32-sat_momentum=0.9-s0"]
+    config = grid.runs[2].config
+    assert (config.model.width, config.method.options["sat_momentum"]) == (8, 0.9)
+    assert len(grid.rows) == 6
 
 
 def test_human_noise_takes_variants(tmp_path):
@@ -74,7 +97,7 @@ def test_human_noise_takes_variants(tmp_path):
                     '[settings]\ndataset = "cifar10"\ndevice = "cuda"\n')
     grid = load_grid(path)   # the device is checked by run_grid, so a CUDA grid loads anywhere
     assert grid.name == "n"
-    assert [(r.name, r.config.noise_variant) for r in grid.runs] == [
+    assert [(r.name, r.config.data.noise_variant) for r in grid.runs] == [
         ("ce-human-worse-s0", "worse"), ("ce-human-aggre-s0", "aggre")]
 
 
@@ -84,7 +107,7 @@ BAD_GRIDS = {
     "unknown method": ('methods = ["cee"]\nseeds = [0]\n[[noise]]\nkind = "none"', "unknown method 'cee'"),
     "no seeds": ('methods = ["ce"]\n[[noise]]\nkind = "none"', "seeds must be a non-empty list"),
     "twice": ('methods = ["ce", "ce"]\nseeds = [0]\n[[noise]]\nkind = "none"', "lists a value twice"),
-    "no noise": ('methods = ["ce"]\nseeds = [0]', "at least one [[noise]]"),
+    "bad noise": ('methods = ["ce"]\nseeds = [0]\nnoise = 3', "[[noise]] must be one or more tables"),
     "unknown kind": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "sym"\nrates = [0.2]', "unknown noise kind 'sym'"),
     "rate": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "symmetric"\nrates = [0.2, 1.5]', "[0, 1], got 1.5"),
     "no rates": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "asymmetric"', "needs rates"),
@@ -96,13 +119,16 @@ BAD_GRIDS = {
                 '\n[settings]\ndataset = "cifar10"', "unknown cifar10 variant 'wrose'"),
     "setting": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nepoch = 3', "unknown setting 'epoch'"),
     "grid field": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nseed = 3', "seed is set by the grid"),
-    "type": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nepochs = "3"', "epochs must be int"),
+    "type": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nepochs = "3"', "epochs must be int, got '3'"),
     "range": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nepochs = 0', "epochs must be >= 1"),
     "model": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[settings]\nmodel = "x"', "unknown model 'x'"),
     "method settings": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[method_settings.stat]\nlr = 0.1',
                         "[method_settings.stat] names an unknown method"),
     "method setting": ('methods = ["ce"]\nseeds = [0]\n[[noise]]\nkind = "none"\n[method_settings.sat]\nlr = "x"',
-                       "[method_settings.sat]: lr must be float"),
+                       "lr must be float, got 'x'"),
+    "axis": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidth = []', "width must be a non-empty list"),
+    "axis setting": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidht = [1, 2]', "unknown setting 'widht'"),
+    "axis value": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidth = [4, 0]', "width must be >= 1, got 0"),
 }
 
 
@@ -134,8 +160,8 @@ def test_results_match_the_runs(finished):
         assert (row["noise"], row["level"], row["n_seeds"], row["missing_seeds"]) == ("symmetric", "0.4", "2", "")
         assert float(row["final_test_accuracy_mean"]) == pytest.approx(statistics.mean(final))
         assert float(row["final_test_accuracy_std"]) == pytest.approx(statistics.stdev(final))   # ddof=1
-        assert float(row["best_epoch_test_accuracy_mean_optimistic"]) == pytest.approx(statistics.mean(best))
-        assert float(row["best_epoch_test_accuracy_std_optimistic"]) == pytest.approx(statistics.stdev(best))
+        assert float(row["best_test_accuracy_mean"]) == pytest.approx(statistics.mean(best))
+        assert float(row["best_test_accuracy_std"]) == pytest.approx(statistics.stdev(best))
         clean = statistics.mean(s["final_train_accuracy_clean"] for s in mine)
         assert float(row["final_train_accuracy_clean_mean"]) == pytest.approx(clean)
     sat_f1 = statistics.mean(runs[f"sat-symmetric-0.4-s{s}"]["label_issues"]["f1"] for s in (0, 1))
@@ -230,9 +256,9 @@ def test_failed_runs_are_listed_and_the_others_finish(tmp_path, monkeypatch):
     original = grid_module.run_experiment
 
     def sat_fails(config, folder, **kwargs):
-        if config.method == "sat" and config.noise == "none":
+        if config.method.method == "sat" and config.data.noise == "none":
             raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
-        if config.method == "sat":
+        if config.method.method == "sat":
             raise SelfAdaptError("training diverged at epoch 0 (loss nan); lower --lr")
         return original(config, folder, **kwargs)
     monkeypatch.setattr(grid_module, "run_experiment", sat_fails)
@@ -247,7 +273,7 @@ def test_failed_runs_are_listed_and_the_others_finish(tmp_path, monkeypatch):
     assert rows["ce", "none"]["realised_noise_rate_mean"] == "0.0"
     md = (out / "results.md").read_text()
     assert "- sat-symmetric-0.4-s0: failed: training diverged" in md and "- sat-none-s0: failed: RuntimeError: CUDA out of memory.\n" in md
-    assert "± n/a |" in md and "## clean labels: final (last epoch)" in md and "| method | clean |" in md
+    assert "± n/a |" in md and "## clean labels: test_accuracy, final (last epoch)" in md and "| run | clean |" in md
     assert (out / "plots" / "accuracy-none.png").exists() and not (out / "plots" / "memorisation-none.png").exists()
 
 

@@ -47,13 +47,13 @@ def test_loader_yields_every_index_once_in_seeded_order():
     images = torch.arange(10, dtype=torch.uint8).reshape(10, 1, 1, 1)
     labels = torch.arange(10) % 3
     loader = DeviceLoader(images, labels, batch_size=4, shuffle=True, seed=7)
-    seen = torch.cat([index for _, _, index in loader])
+    seen = torch.cat([batch.index for batch in loader])
     assert sorted(seen.tolist()) == list(range(10))
-    for x, y, index in loader:
+    for (x,), y, index in loader:
         assert torch.equal(y, labels[index])
         assert torch.allclose(x.flatten(), index.float() / 255)
     again = DeviceLoader(images, labels, batch_size=4, shuffle=True, seed=7)
-    assert torch.equal(torch.cat([i for _, _, i in again]), seen)
+    assert torch.equal(torch.cat([batch.index for batch in again]), seen)
 
 
 def test_loader_state_resumes_the_same_sequence():
@@ -62,7 +62,33 @@ def test_loader_state_resumes_the_same_sequence():
                           seed=1, augment=Augment("crop-flip", padding=2))
     list(loader)
     state = loader.state_dict()
-    expected = [x for x, _, _ in loader]
+    expected = [batch.x for batch in loader]
     loader.load_state_dict(state)
-    for a, (b, _, _) in zip(expected, loader):
-        assert torch.equal(a, b)
+    for a, batch in zip(expected, loader):
+        assert torch.equal(a, batch.x)
+
+
+def test_views_are_independent_augmentations_of_the_same_samples():
+    images = torch.randint(0, 255, (64, 1, 6, 6), dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.arange(64), batch_size=64, seed=2, augment=Augment("crop-flip", 2), views=2)
+    (first, second), _, index = next(iter(loader))
+    assert first.shape == second.shape == (64, 1, 6, 6) and torch.equal(index, torch.arange(64))
+    assert not torch.equal(first, second), "each view draws its own crops and flips"
+    per_view = [lambda x, g: x, lambda x, g: x.flip(3)]
+    plain, flipped = next(iter(DeviceLoader(images, torch.arange(64), batch_size=64, augment=per_view))).views
+    assert torch.equal(flipped, plain.flip(3))
+
+
+@pytest.mark.parametrize("n,batch_size,world", [(10, 4, 2), (23, 8, 3), (9, 4, 2), (17, 8, 4), (16, 8, 2)])
+def test_shards_split_every_global_batch_without_overlap(n, batch_size, world):
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    single = [b.index for b in DeviceLoader(images, torch.arange(n), batch_size=batch_size, shuffle=True, seed=4)]
+    shards = [[b.index for b in DeviceLoader(images, torch.arange(n), batch_size=batch_size, shuffle=True, seed=4,
+                                             shard=(rank, world))] for rank in range(world)]
+    assert len({len(s) for s in shards}) == 1, "every process takes the same number of steps"
+    steps = [torch.cat(parts) for parts in zip(*shards)]
+    assert torch.equal(torch.cat(steps), torch.cat(single)), "the shards of a step are the global batch, in order"
+    assert all(len(part) >= 1 and max(map(len, parts)) - min(map(len, parts)) <= 1
+               for parts in zip(*shards) for part in parts)
+    if len(single[-1]) >= world:
+        assert [len(s) for s in steps] == [len(s) for s in single]

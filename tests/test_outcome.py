@@ -21,9 +21,9 @@ def test_sat_beats_cross_entropy_by_8_points_at_40_percent_symmetric_noise():
     # CE's test accuracy peaks early and then falls; SAT's targets stop following the noise.
     setting = dict(dataset="fashion-mnist", subset=3000, model="mlp", noise="symmetric", noise_rate=0.4,
                    epochs=30, batch_size=128, lr=0.05, weight_decay=0.0, augment="none",
-                   sat_start_epoch=5, device="cpu", progress=False)
-    ce = run_experiment(RunConfig(method="ce", **setting), verbose=False)
-    sat = run_experiment(RunConfig(method="sat", **setting), verbose=False)
+                   device="cpu", progress=False)
+    ce = run_experiment(RunConfig.from_flat({**setting, "method": "ce"}), verbose=False)
+    sat = run_experiment(RunConfig.from_flat({**setting, "method": "sat", "sat_start_epoch": 5}), verbose=False)
     assert ce["best_test_accuracy"] - ce["final_test_accuracy"] > 0.05, "CE memorises the noise here"
     assert sat["final_test_accuracy"] >= ce["final_test_accuracy"] + 0.08
     issues = sat["label_issues"]

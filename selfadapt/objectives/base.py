@@ -1,8 +1,10 @@
 """What the engine sees of a training objective: one step from a batch to a loss.
 
-The engine knows nothing about SAT or any baseline. It calls ``objective.training_step`` on every
-batch, optimises the model's parameters together with the objective's own (co-teaching's peer
-network), and checkpoints ``objective.state_dict()`` (SAT's targets, ELR's averages) with the model.
+The engine knows no method. It calls ``objective.training_step(model, batch, epoch)`` on every
+batch and ``objective.after_step(model, progress)`` after every optimiser step (momentum encoders),
+optimises the model's parameters together with the objective's own (co-teaching's peer network,
+extra heads), and checkpoints ``objective.state_dict()`` (SAT's targets, ELR's averages) with the
+model. Evaluators call ``objective.predict(model, x)`` for class logits.
 """
 from __future__ import annotations
 
@@ -12,23 +14,64 @@ import torch
 from torch import nn
 
 
+class Batch(NamedTuple):
+    """One or more augmented ``views`` of the same samples (float, [0, 1]), their labels ``y``
+    (``-1`` for unlabeled samples) and their dataset ``index``.
+
+    >>> batch = Batch((torch.zeros(2, 1, 4, 4),), torch.tensor([0, -1]), torch.tensor([7, 3]))
+    >>> batch.x.shape, batch.labeled.tolist()
+    (torch.Size([2, 1, 4, 4]), [True, False])
+    """
+
+    views: tuple[torch.Tensor, ...]
+    y: torch.Tensor
+    index: torch.Tensor
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The first (for one-view methods, the only) view."""
+        return self.views[0]
+
+    @property
+    def labeled(self) -> torch.Tensor:
+        return self.y >= 0
+
+
 class StepOutput(NamedTuple):
-    """The loss to back-propagate and the logits of the evaluated model (for train accuracy)."""
+    """The loss to back-propagate; optionally the class logits of the trained model (for train
+    accuracy) and extra per-batch metrics (scalars, averaged over the epoch into ``metrics.jsonl``)."""
 
     loss: torch.Tensor
-    logits: torch.Tensor
+    logits: torch.Tensor | None = None
+    metrics: dict[str, torch.Tensor] | None = None
+
+
+class Progress(NamedTuple):
+    """Where training stands after a step (0-based epoch and step)."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of all training steps done, in (0, 1] (for schedules such as BYOL's momentum)."""
+        return (self.epoch * self.steps_per_epoch + self.step + 1) / (self.epochs * self.steps_per_epoch)
 
 
 class Objective(nn.Module):
-    """Base class: ``training_step(model, x, y, index, epoch) -> StepOutput``.
+    """Base class: ``training_step(model, batch, epoch) -> StepOutput``; ``epoch`` is 0-based."""
 
-    ``x`` is the augmented batch in [0, 1], ``y`` the given (possibly noisy) labels, ``index`` the
-    dataset indices of the batch and ``epoch`` the 0-based epoch.
-    """
-
-    def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      index: torch.Tensor, epoch: int) -> StepOutput:
+    def training_step(self, model: nn.Module, batch: Batch, epoch: int) -> StepOutput:
         raise NotImplementedError
+
+    def after_step(self, model: nn.Module, progress: Progress) -> None:
+        """Called after each optimiser step (e.g. to move a momentum encoder); nothing by default."""
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for evaluation (e.g. without an abstain column); the model's output by default."""
+        return model(x)
 
 
 class LogitLoss(Objective):
@@ -39,7 +82,7 @@ class LogitLoss(Objective):
     >>> from selfadapt.objectives.sat import CrossEntropy
     >>> objective = LogitLoss(CrossEntropy())
     >>> model = torch.nn.Linear(4, 3)
-    >>> out = objective.training_step(model, torch.randn(2, 4), torch.tensor([0, 2]), torch.arange(2), 0)
+    >>> out = objective.training_step(model, Batch((torch.randn(2, 4),), torch.tensor([0, 2]), torch.arange(2)), 0)
     >>> out.logits.shape
     torch.Size([2, 3])
     """
@@ -48,6 +91,6 @@ class LogitLoss(Objective):
         super().__init__()
         self.loss = loss
 
-    def training_step(self, model, x, y, index, epoch):
-        logits = model(x)
-        return StepOutput(self.loss(logits, y, index, epoch), logits)
+    def training_step(self, model, batch, epoch):
+        logits = model(batch.x)
+        return StepOutput(self.loss(logits, batch.y, batch.index, epoch), logits)

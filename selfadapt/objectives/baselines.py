@@ -7,12 +7,16 @@ Co-teaching trains a second network and lives in :mod:`selfadapt.objectives.cote
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Objective, StepOutput
+from selfadapt.objectives.base import LogitLoss, Objective, StepOutput
+from selfadapt.objectives.registry import Method, register
+from selfadapt.settings import setting
 from selfadapt.targets import TargetStore
 
 
@@ -190,7 +194,9 @@ class Mixup(Objective):
     -------
     >>> mixup = Mixup(alpha=8.0, seed=0)
     >>> model = torch.nn.Linear(4, 3)
-    >>> out = mixup.training_step(model, torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]), torch.arange(5), 0)
+    >>> from selfadapt.objectives.base import Batch
+    >>> batch = Batch((torch.randn(5, 4),), torch.tensor([0, 1, 2, 0, 1]), torch.arange(5))
+    >>> out = mixup.training_step(model, batch, 0)
     >>> out.logits.shape
     torch.Size([5, 3])
     """
@@ -211,7 +217,8 @@ class Mixup(Objective):
             lam = 1.0
         return lam, torch.randperm(batch_size, generator=self.generator)
 
-    def training_step(self, model, x, y, index, epoch):
+    def training_step(self, model, batch, epoch):
+        x, y = batch.x, batch.y
         lam, perm = self.sample(x.shape[0])
         perm = perm.to(x.device)
         logits = model(lam * x + (1.0 - lam) * x[perm])
@@ -224,3 +231,63 @@ class Mixup(Objective):
 
     def set_extra_state(self, state):
         self.generator.set_state(state["generator"].cpu())
+
+
+# Registry entries. Defaults are the papers' CIFAR-10 values (see each class's docstring); the
+# option checks repeat the constructors' so a bad value is refused before any data is read.
+_unit = dict(check=lambda v: 0.0 <= v <= 1.0, must="lie in [0, 1]")
+_non_negative = dict(check=lambda v: v >= 0, must="be >= 0")
+
+
+@dataclass
+class LSOptions:
+    ls_smoothing: float = setting(0.1, "label smoothing epsilon", check=lambda v: 0.0 <= v < 1.0, must="lie in [0, 1)")
+
+
+@dataclass
+class SoftBootstrapOptions:
+    bootstrap_beta: float = setting(0.95, "weight of the given label (1 - beta on the prediction)", **_unit)
+
+
+@dataclass
+class HardBootstrapOptions:
+    bootstrap_beta: float = setting(0.8, "weight of the given label (1 - beta on the predicted class)", **_unit)
+
+
+@dataclass
+class GCEOptions:
+    gce_q: float = setting(0.7, "exponent q of the Lq loss", check=lambda v: 0.0 < v <= 1.0, must="lie in (0, 1]")
+
+
+@dataclass
+class SCEOptions:
+    sce_alpha: float = setting(0.1, "weight of cross-entropy (CIFAR-100: 6.0)", **_non_negative)
+    sce_beta: float = setting(1.0, "weight of reverse cross-entropy (CIFAR-100: 0.1)", **_non_negative)
+
+
+@dataclass
+class ELROptions:
+    elr_beta: float = setting(0.7, "momentum of the target averages (CIFAR-100: 0.9)",
+                              check=lambda v: 0.0 <= v < 1.0, must="lie in [0, 1)")
+    elr_lambda: float = setting(3.0, "weight of the regulariser (CIFAR-100: 7)", **_non_negative)
+
+
+@dataclass
+class MixupOptions:
+    mixup_alpha: float = setting(8.0, "Beta(alpha, alpha) of the mixing weight (0: plain CE)", **_non_negative)
+
+
+register(Method("ls", "label smoothing (Szegedy et al. 2016)",
+                lambda ctx, o: LogitLoss(LabelSmoothing(o.ls_smoothing)), LSOptions))
+register(Method("bootstrap-soft", "soft bootstrapping (Reed et al. 2015)",
+                lambda ctx, o: LogitLoss(SoftBootstrapping(o.bootstrap_beta)), SoftBootstrapOptions))
+register(Method("bootstrap-hard", "hard bootstrapping (Reed et al. 2015)",
+                lambda ctx, o: LogitLoss(HardBootstrapping(o.bootstrap_beta)), HardBootstrapOptions))
+register(Method("gce", "generalized cross-entropy (Zhang & Sabuncu 2018)",
+                lambda ctx, o: LogitLoss(GeneralizedCrossEntropy(o.gce_q)), GCEOptions))
+register(Method("sce", "symmetric cross-entropy (Wang et al. 2019)",
+                lambda ctx, o: LogitLoss(SymmetricCrossEntropy(o.sce_alpha, o.sce_beta)), SCEOptions))
+register(Method("elr", "early-learning regularization (Liu et al. 2020)", lambda ctx, o: LogitLoss(
+    EarlyLearningRegularization(len(ctx.labels), ctx.num_classes, beta=o.elr_beta, lam=o.elr_lambda)), ELROptions))
+register(Method("mixup", "mixup (Zhang et al. 2018); its generator is seeded by the data seed",
+                lambda ctx, o: Mixup(o.mixup_alpha, seed=ctx.seed), MixupOptions))

@@ -6,6 +6,7 @@ NeurIPS 2018.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,8 @@ from torch import nn
 from selfadapt.errors import SelfAdaptError
 from selfadapt.objectives.base import Objective, StepOutput
 from selfadapt.objectives.baselines import _check_range
+from selfadapt.objectives.registry import Method, register
+from selfadapt.settings import setting
 
 
 def small_loss_selection(losses: torch.Tensor, forget_rate: float) -> torch.Tensor:
@@ -42,7 +45,8 @@ class CoTeaching(Objective):
     -------
     >>> objective = CoTeaching(torch.nn.Linear(4, 3), forget_rate=0.2)
     >>> model = torch.nn.Linear(4, 3)
-    >>> out = objective.training_step(model, torch.randn(8, 4), torch.randint(0, 3, (8,)), torch.arange(8), 12)
+    >>> from selfadapt.objectives.base import Batch
+    >>> out = objective.training_step(model, Batch((torch.randn(8, 4),), torch.randint(0, 3, (8,)), torch.arange(8)), 12)
     >>> out.loss.backward()
     >>> objective.forget_rate_at(5)
     0.1
@@ -63,7 +67,8 @@ class CoTeaching(Objective):
         ramp = 1.0 if self.gradual_epochs == 0 else min(epoch / self.gradual_epochs, 1.0)
         return self.forget_rate * ramp ** self.exponent
 
-    def training_step(self, model, x, y, index, epoch):
+    def training_step(self, model, batch, epoch):
+        x, y = batch.x, batch.y
         self.peer.train(model.training)
         logits = model(x)
         losses = F.cross_entropy(logits.float(), y, reduction="none")
@@ -73,3 +78,35 @@ class CoTeaching(Objective):
         chosen_by_peer = small_loss_selection(peer_losses, rate)
         loss = losses[chosen_by_peer].mean() + peer_losses[chosen_by_model].mean()
         return StepOutput(loss, logits)
+
+
+@dataclass
+class CoTeachingOptions:
+    coteaching_forget_rate: float | None = setting(
+        None, "final forget rate tau (default: the run's realised label-error rate)",
+        check=lambda v: v is None or 0.0 <= v < 1.0, must="lie in [0, 1)")
+    coteaching_tk: int = setting(10, "epochs over which the forget rate ramps up to tau", check=lambda v: v >= 0,
+                                 must="be >= 0")
+    coteaching_exponent: float = setting(1.0, "exponent c of the ramp", check=lambda v: v > 0, must="be > 0")
+
+
+def _build(ctx, o: CoTeachingOptions) -> CoTeaching:
+    if ctx.model_factory is None:
+        raise SelfAdaptError("coteaching trains a peer network and needs MethodContext.model_factory")
+    tau = o.coteaching_forget_rate if o.coteaching_forget_rate is not None else ctx.label_error_rate
+    if tau is None:
+        raise SelfAdaptError("coteaching's forget rate defaults to the run's label-error rate, which is unknown "
+                             "here (no injected or human noise): give --coteaching-forget-rate")
+    return CoTeaching(ctx.model_factory(), forget_rate=tau, gradual_epochs=o.coteaching_tk,
+                      exponent=o.coteaching_exponent)
+
+
+def _forget_rate_known(options, config) -> str | None:
+    if options.coteaching_forget_rate is None and config.data.noise == "none":
+        return ("coteaching's forget rate defaults to the run's label-error rate, which is unknown without "
+                "injected or human noise: give --coteaching-forget-rate")
+    return None
+
+
+register(Method("coteaching", "two networks trained on each other's small-loss samples (Han et al. 2018)",
+                _build, CoTeachingOptions, validate=_forget_rate_known))

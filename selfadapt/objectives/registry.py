@@ -1,87 +1,113 @@
-"""Objectives by name, as ``--method NAME`` and the grid runner pick them.
+"""Methods by name, as ``--method NAME`` and grid files pick them.
 
-A builder receives an :class:`ObjectiveContext` (what a run knows: given labels, number of
-classes, epochs, a factory for a fresh model) and the method's options (``--sat-momentum`` and
-friends), and returns an :class:`~selfadapt.objectives.base.Objective`.
+A :class:`Method` declares everything a run needs to know about it: how to build its objective,
+its typed options (a dataclass of :func:`~selfadapt.settings.setting` fields), how many model
+outputs it needs for C classes, how many augmented views per batch, whether it reads labels, and
+its default evaluators. The code that builds a run reads these and names no method. Each objective
+module registers its own methods with :func:`register`.
+
+>>> method = get_method("gce")
+>>> method.option_names, method.outputs(10)
+(('gce_q',), 10)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import LogitLoss, Objective
-from selfadapt.objectives.baselines import (EarlyLearningRegularization, GeneralizedCrossEntropy,
-                                            HardBootstrapping, LabelSmoothing, Mixup, SoftBootstrapping,
-                                            SymmetricCrossEntropy)
-from selfadapt.objectives.coteaching import CoTeaching
-from selfadapt.objectives.sat import CrossEntropy, SelfAdaptiveTraining
+from selfadapt.objectives.base import Objective
+from selfadapt.settings import parse_options
 
 
 @dataclass
-class ObjectiveContext:
-    labels: torch.Tensor                  # given (possibly noisy) training labels, N
+class MethodContext:
+    """What a run knows when it builds an objective."""
+
+    labels: torch.Tensor                  # given (possibly noisy) training labels, N; -1 for unlabeled
     num_classes: int
     epochs: int
+    model: nn.Module | None = None        # the model being trained (its feature_dim, its outputs)
     model_factory: Callable[[], nn.Module] | None = None  # a fresh, independently initialised model
-    options: dict = field(default_factory=dict)           # method options, e.g. sat_momentum
+    label_error_rate: float | None = None  # realised share of wrong labels where known (injected or human noise)
+    seed: int = 0                          # the run's data seed, for objectives that draw randomness
 
 
-def _ce(ctx: ObjectiveContext) -> Objective:
-    return LogitLoss(CrossEntropy())
+@dataclass
+class NoOptions:
+    """A method without options."""
 
 
-def _sat(ctx: ObjectiveContext, sce_weights=None) -> Objective:
-    o = ctx.options
-    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.get("sat_momentum", 0.9),
-                                          start_epoch=o.get("sat_start_epoch", 60), sce_weights=sce_weights))
+def _same(num_classes: int) -> int:
+    return num_classes
 
 
-def _elr(ctx: ObjectiveContext) -> Objective:
-    o = ctx.options
-    return LogitLoss(EarlyLearningRegularization(len(ctx.labels), ctx.num_classes, beta=o.get("elr_beta", 0.7),
-                                                 lam=o.get("elr_lambda", 3.0)))
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str                                          # one line for `selfadapt methods`
+    build: Callable[[MethodContext, Any], Objective]      # (context, options) -> objective
+    options: type = NoOptions                             # dataclass of setting() fields
+    outputs: Callable[[int], int] = _same                 # model outputs for C classes
+    views: int = 1                                        # augmented views per batch
+    uses_labels: bool = True                              # False: trains on unlabeled data
+    evaluators: tuple[str, ...] = ("accuracy",)           # default evaluators
+    validate: Callable[[Any, Any], str | None] | None = None  # (options, RunConfig) -> problem or None
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.options))
+
+    def parse(self, values: dict | None = None):
+        """The typed options from a dict of (flat) option names; defaults fill the rest."""
+        return parse_options(self.options, values or {}, f"method {self.name}")
+
+    def check(self, config, prefix: str = "") -> None:
+        """Reject settings under which this method cannot work (one clear line)."""
+        if self.validate is not None:
+            problem = self.validate(self.parse(config.method.options), config)
+            if problem:
+                raise SelfAdaptError(f"{prefix}{problem}")
 
 
-def _coteaching(ctx: ObjectiveContext) -> Objective:
-    if ctx.model_factory is None:
-        raise SelfAdaptError("coteaching trains a peer network and needs ObjectiveContext.model_factory")
-    o = ctx.options
-    tau = o["forget_rate"] if o.get("forget_rate") is not None else o.get("noise_rate", 0.2)
-    return CoTeaching(ctx.model_factory(), forget_rate=tau, gradual_epochs=o.get("coteaching_tk", 10),
-                      exponent=o.get("coteaching_exponent", 1.0))
+METHODS: dict[str, Method] = {}
 
 
-# Defaults are the papers' (CIFAR-10 where they differ by data set); see each class's docstring.
-OBJECTIVES: dict[str, Callable[[ObjectiveContext], Objective]] = {
-    "ce": _ce,
-    "sat": _sat,
-    "sat-sce": lambda ctx: _sat(ctx, sce_weights=(1.0, 0.3)),
-    "ls": lambda ctx: LogitLoss(LabelSmoothing(ctx.options.get("ls_smoothing", 0.1))),
-    "bootstrap-soft": lambda ctx: LogitLoss(SoftBootstrapping(ctx.options.get("bootstrap_beta", 0.95))),
-    "bootstrap-hard": lambda ctx: LogitLoss(HardBootstrapping(ctx.options.get("bootstrap_beta", 0.8))),
-    "gce": lambda ctx: LogitLoss(GeneralizedCrossEntropy(ctx.options.get("gce_q", 0.7))),
-    "sce": lambda ctx: LogitLoss(SymmetricCrossEntropy(ctx.options.get("sce_alpha", 0.1),
-                                                       ctx.options.get("sce_beta", 1.0))),
-    "elr": _elr,
-    "mixup": lambda ctx: Mixup(ctx.options.get("mixup_alpha", 8.0), seed=ctx.options.get("seed", 0)),
-    "coteaching": _coteaching,
-}
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (each name once)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
 
 
-def build_objective(name: str, ctx: ObjectiveContext) -> Objective:
-    """The objective called ``name``; an unknown name is a :class:`SelfAdaptError`."""
-    if name not in OBJECTIVES:
-        raise SelfAdaptError(f"unknown method {name!r}; choose from {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](ctx)
+def get_method(name: str) -> Method:
+    """The method called ``name``; an unknown name is a :class:`SelfAdaptError` listing the known ones."""
+    import selfadapt.objectives  # noqa: F401  (the objective modules register their methods)
+
+    if name not in METHODS:
+        raise SelfAdaptError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name]
 
 
-def sat_loss_of(objective: Objective) -> SelfAdaptiveTraining | None:
-    """The SAT loss inside an objective, if it has one (for targets and label issues)."""
-    for module in objective.modules():
-        if isinstance(module, SelfAdaptiveTraining):
-            return module
+def build_objective(name: str, context: MethodContext, options: dict | None = None) -> Objective:
+    """The objective of method ``name`` with ``options`` (flat option names; defaults for the rest).
+
+    >>> ctx = MethodContext(labels=torch.tensor([0, 1, 1]), num_classes=2, epochs=3)
+    >>> build_objective("gce", ctx, {"gce_q": 0.5}).loss.q
+    0.5
+    """
+    method = get_method(name)
+    return method.build(context, method.parse(options))
+
+
+def start_epoch_before_end(start_epoch: int, epochs: int, what: str = "SAT") -> str | None:
+    """A validation rule shared by the SAT-style methods: their start epoch must be inside the run."""
+    if isinstance(start_epoch, int) and start_epoch >= epochs:
+        return (f"{what} starts at epoch {start_epoch} (0-based) but the run has only {epochs} epochs, "
+                f"so {what} would never run: lower the start epoch or raise --epochs")
     return None

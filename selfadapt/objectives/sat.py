@@ -5,12 +5,17 @@ training loop that knows the dataset index of each sample.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfadapt import distributed
+from selfadapt.label_issues import LabelIssues, suspected_label_errors
+from selfadapt.objectives.base import LogitLoss
+from selfadapt.objectives.registry import Method, register, start_epoch_before_end
+from selfadapt.settings import setting
 from selfadapt.targets import TargetStore
 
 
@@ -21,21 +26,14 @@ class CrossEntropy(nn.Module):
         return F.cross_entropy(logits.float(), targets)
 
 
-class LabelIssues(NamedTuple):
-    """Suspected label errors, most confident first (all tensors of the same length)."""
-
-    index: torch.Tensor        # dataset indices
-    given_label: torch.Tensor  # the label the dataset carries
-    suggested_label: torch.Tensor  # argmax of the corrected target
-    confidence: torch.Tensor   # max of the corrected target
-
-
 class SelfAdaptiveTraining(nn.Module):
     """SAT loss: train against a per-sample moving average of the model's own predictions.
 
     Before ``start_epoch`` it is cross-entropy on the given labels. From then on, for every batch:
     ``p = softmax(logits)`` (no gradient), ``t <- m t + (1 - m) p`` (before the loss), weights
     ``w = max_j t_j`` rescaled to average 1 over the batch, ``loss = mean(w * CE(t, logits))``.
+    Under ``torchrun`` the weights average to 1 over the global batch of all processes, as in the
+    authors' DataParallel training.
     With ``sce_weights=(a, b)`` the per-sample loss is ``-a sum t log p - b sum p log t`` instead.
 
     Example
@@ -60,7 +58,7 @@ class SelfAdaptiveTraining(nn.Module):
         labels = torch.as_tensor(labels, dtype=torch.long)
         self.start_epoch = int(start_epoch)
         self.sce_weights = sce_weights
-        self.store = TargetStore(F.one_hot(labels, num_classes), momentum, dtype=dtype)
+        self.store = TargetStore(F.one_hot(labels, num_classes), momentum, dtype=dtype, label_distributions=True)
         self.register_buffer("given_labels", labels.clone())
 
     @property
@@ -78,7 +76,8 @@ class SelfAdaptiveTraining(nn.Module):
             return self._per_sample(logits, soft).mean()
         soft = self.store.update(index, F.softmax(logits.detach(), dim=1))
         weight = soft.max(dim=1).values
-        weight = weight * (weight.shape[0] / weight.sum())
+        total, count = distributed.sum_and_count(weight)
+        weight = weight * (count / total)
         return (weight * self._per_sample(logits, soft)).mean()
 
     def _per_sample(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
@@ -92,11 +91,7 @@ class SelfAdaptiveTraining(nn.Module):
 
     def suspected_label_errors(self) -> LabelIssues:
         """Samples whose corrected label differs from the given one, most confident first."""
-        confidence, suggested = self.targets.max(dim=1)
-        flagged = torch.nonzero(suggested != self.given_labels).squeeze(1)
-        order = torch.argsort(confidence[flagged], descending=True, stable=True)
-        flagged = flagged[order]
-        return LabelIssues(flagged, self.given_labels[flagged], suggested[flagged], confidence[flagged])
+        return suspected_label_errors(self.targets, self.given_labels)
 
 
 def width_scaled(momentum: float, start_epoch: int, width: int, reference: int = 64) -> tuple[float, int]:
@@ -107,3 +102,33 @@ def width_scaled(momentum: float, start_epoch: int, width: int, reference: int =
     """
     factor = reference / width
     return momentum ** (1.0 / factor), int(start_epoch * factor)
+
+
+@dataclass
+class SATOptions:
+    sat_momentum: float = setting(0.9, "SAT target momentum alpha", check=lambda m: 0.0 <= m < 1.0,
+                                  must="lie in [0, 1)")
+    sat_start_epoch: int = setting(60, "SAT start epoch Es (0-based; cross-entropy before it)",
+                                   check=lambda e: e >= 0, must="be >= 0")
+
+
+@dataclass
+class SATSCEOptions(SATOptions):
+    sat_sce_a: float = setting(1.0, "weight a of SAT's forward term -t log p", check=lambda v: v >= 0, must="be >= 0")
+    sat_sce_b: float = setting(0.3, "weight b of SAT's reverse term -p log t", check=lambda v: v >= 0, must="be >= 0")
+
+
+def _sat_starts_in_time(options, config) -> str | None:
+    return start_epoch_before_end(options.sat_start_epoch, config.engine.epochs)
+
+
+def _build_sat(ctx, o: SATOptions, sce_weights=None):
+    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum,
+                                          start_epoch=o.sat_start_epoch, sce_weights=sce_weights))
+
+
+register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))
+register(Method("sat", "self-adaptive training (Huang et al., NeurIPS 2020)", _build_sat, SATOptions,
+                validate=_sat_starts_in_time))
+register(Method("sat-sce", "SAT with the symmetric loss -a t log p - b p log t", lambda ctx, o: _build_sat(
+    ctx, o, sce_weights=(o.sat_sce_a, o.sat_sce_b)), SATSCEOptions, validate=_sat_starts_in_time))

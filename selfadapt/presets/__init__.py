@@ -11,17 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfadapt.errors import SelfAdaptError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from selfadapt.settings import load_toml
 
 HERE = Path(__file__).parent
 
 
 def _families() -> dict[str, dict]:
-    return {path.stem: tomllib.loads(path.read_text()) for path in sorted(HERE.glob("*.toml"))}
+    return {path.stem: load_toml(path, "preset file") for path in sorted(HERE.glob("*.toml"))}
 
 
 def preset_names() -> list[str]:
@@ -29,7 +25,7 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict:
-    """The run settings of preset ``name`` (a dict of :class:`~selfadapt.experiment.RunConfig` fields)."""
+    """The run settings of preset ``name`` (flat setting names, as in grid files)."""
     family, _, rate = name.rpartition("-sym")
     spec = _families().get(family)
     if spec is None or not rate or float(rate) not in spec["rates"]:

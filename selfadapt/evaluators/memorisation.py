@@ -1,0 +1,51 @@
+"""Memorisation curves: how much of the label noise the model has learnt, measured in eval mode on
+the training images without augmentation (never on augmented or mixed training views)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, predict_logits, register_evaluator
+from selfadapt.settings import setting
+from selfadapt.targets import label_distribution_store
+
+
+class Memorisation(Evaluator):
+    """Where the true training labels are known:
+
+    - ``train_accuracy_clean``: share of all training samples predicted as their true label;
+    - ``memorised_share`` / ``predicted_clean_share``: of the samples whose given label is wrong,
+      the share predicted as that wrong label / as the true one;
+    - ``corrected_target_share``: of those samples, the share whose corrected target (the argmax
+      of a store of label distributions, e.g. SAT's) is the true label, where the objective has one.
+
+    Nothing is reported when the true labels are unknown.
+    """
+
+    name = "memorisation"
+
+    def __call__(self, model, objective, data, epoch):
+        if data.clean_labels is None:
+            return {}
+        predicted = predict_logits(model, objective, data.train, amp=data.amp).argmax(1)
+        clean = data.clean_labels.to(predicted.device)
+        given = data.train.labels
+        wrong = given != clean
+        out = {"train_accuracy_clean": (predicted == clean).float().mean().item()}
+        if wrong.any():
+            out["memorised_share"] = (predicted[wrong] == given[wrong]).float().mean().item()
+            out["predicted_clean_share"] = (predicted[wrong] == clean[wrong]).float().mean().item()
+            store = label_distribution_store(objective)
+            if store is not None:
+                corrected = store.values[wrong.to(store.values.device)].argmax(1)
+                out["corrected_target_share"] = (corrected == clean[wrong].to(corrected.device)).float().mean().item()
+        return out
+
+
+@dataclass
+class MemorisationOptions:
+    memorisation_every: int = setting(10, "memorisation curves every K epochs (and after the last)",
+                                      check=lambda v: v >= 1, must="be >= 1")
+
+
+register_evaluator(EvaluatorSpec("memorisation", "memorisation of the label noise, on un-augmented training images",
+                                 lambda o: Memorisation(every=o.memorisation_every), MemorisationOptions))
