@@ -13,20 +13,16 @@ def reference_sat(targets, logits, labels, index, epoch, momentum, start_epoch, 
     targets = targets.copy()
     b, c = logits.shape
     log_p = [[logits[i, j] - math.log(sum(math.exp(v) for v in logits[i])) for j in range(c)] for i in range(b)]
-    if epoch < start_epoch:
-        if sce is None:
-            return targets, sum(-log_p[i][labels[i]] for i in range(b)) / b
-        soft = [[1.0 if j == labels[i] else 0.0 for j in range(c)] for i in range(b)]
-        weights = [1.0] * b
-    else:
-        for i in range(b):
-            p = [math.exp(v) for v in log_p[i]]
-            for j in range(c):
-                targets[index[i], j] = momentum * targets[index[i], j] + (1 - momentum) * p[j]
-        soft = [list(targets[index[i]]) for i in range(b)]
-        weights = [max(row) for row in soft]
-        total = sum(weights)
-        weights = [w * b / total for w in weights]
+    if epoch < start_epoch:  # plain cross-entropy, with or without SCE (the authors' SAT-SCE)
+        return targets, sum(-log_p[i][labels[i]] for i in range(b)) / b
+    for i in range(b):
+        p = [math.exp(v) for v in log_p[i]]
+        for j in range(c):
+            targets[index[i], j] = momentum * targets[index[i], j] + (1 - momentum) * p[j]
+    soft = [list(targets[index[i]]) for i in range(b)]
+    weights = [max(row) for row in soft]
+    total = sum(weights)
+    weights = [w * b / total for w in weights]
     loss = 0.0
     for i in range(b):
         per = sum(-soft[i][j] * log_p[i][j] for j in range(c))
@@ -56,6 +52,32 @@ def test_sat_matches_reference_over_epochs(num_classes, batch, sce):
                                                   index.numpy(), epoch, 0.8, 1, sce)
             assert loss.item() == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
             np.testing.assert_allclose(sat.targets.numpy(), ref_targets, rtol=1e-6, atol=1e-9)
+
+
+def test_sat_sce_is_plain_cross_entropy_before_start_epoch_and_sce_after():
+    gen = torch.Generator().manual_seed(7)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    sat = SelfAdaptiveTraining(labels, 5, momentum=0.9, start_epoch=2, sce_weights=(1.0, 0.3),
+                               dtype=torch.float64)
+    for epoch in range(2):
+        logits = (torch.randn(8, 5, generator=gen) * 3).requires_grad_()
+        plain = logits.detach().clone().requires_grad_()
+        loss = sat(logits, labels, torch.arange(8), epoch)
+        loss.backward()
+        expected = torch.nn.functional.cross_entropy(plain, labels)
+        expected.backward()
+        assert torch.equal(loss, expected)
+        assert torch.equal(logits.grad, plain.grad)
+        assert torch.equal(sat.targets, torch.eye(5, dtype=torch.float64)[labels])
+    ref_targets = np.eye(5)[labels.numpy()]
+    for epoch in (2, 3):
+        logits = torch.randn(8, 5, generator=gen, dtype=torch.float64) * 3
+        loss = sat(logits, labels, torch.arange(8), epoch)
+        ref_targets, ref_loss = reference_sat(ref_targets, logits.numpy(), labels.numpy(), np.arange(8),
+                                              epoch, 0.9, 2, (1.0, 0.3))
+        assert loss.item() == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+        np.testing.assert_allclose(sat.targets.numpy(), ref_targets, rtol=1e-6, atol=1e-9)
+        assert loss.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
 
 
 def test_targets_untouched_before_start_epoch_and_loss_is_cross_entropy():
