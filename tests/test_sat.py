@@ -94,9 +94,18 @@ def test_update_happens_before_the_loss_and_weights_average_to_one():
     labels = torch.tensor([0, 1])
     sat = SelfAdaptiveTraining(labels, 2, momentum=0.5, start_epoch=0)
     logits = torch.tensor([[-20.0, 20.0], [0.0, 0.0]], requires_grad=True)
-    sat(logits, labels, torch.tensor([0, 1]), epoch=0).backward()
+    loss = sat(logits, labels, torch.tensor([0, 1]), epoch=0)
+    loss.backward()
     np.testing.assert_allclose(sat.targets[0].numpy(), [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(sat.targets[1].numpy(), [0.25, 0.75], atol=1e-6)
+    # the weights, recomputed from the updated targets: w = max_j t_ij, rescaled to sum to B
+    t = sat.targets.double().tolist()
+    w = [max(row) for row in t]
+    w = [v * len(w) / sum(w) for v in w]
+    assert w == pytest.approx([0.8, 1.2]) and sum(w) / len(w) == pytest.approx(1.0, abs=1e-12)
+    z = logits.detach().double().tolist()
+    ce = [-sum(tj * (zj - math.log(sum(math.exp(v) for v in zi))) for tj, zj in zip(ti, zi)) for ti, zi in zip(t, z)]
+    assert loss.item() == pytest.approx(sum(wi * ci for wi, ci in zip(w, ce)) / len(w), rel=1e-6)
     # gradient only through log_softmax: targets and weights are constants
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
