@@ -374,10 +374,11 @@ def test_human_with_plain_array_checks_alignment_heuristically():
                 num_classes=10, dataset="cifar10", human_labels=human)
 
 
-def test_find_human_labels_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(corruption, "_SHARED_CIFAR_N", tmp_path / "nowhere")
-    with pytest.raises(SelfAdaptError, match="put the CIFAR-N file in"):
+def test_find_human_labels_file(tmp_path):
+    # only data_dir and data_dir/cifar-n: never a ../shared folder beside the repository
+    with pytest.raises(SelfAdaptError, match="put the CIFAR-N file in") as info:
         find_human_labels_file("cifar10", tmp_path)
+    assert "\n" not in str(info.value) and "shared" not in str(info.value)
     (tmp_path / "cifar-n").mkdir()
     (tmp_path / "cifar-n" / "CIFAR-100_human.pt").write_bytes(b"")
     assert find_human_labels_file("CIFAR100", tmp_path) == tmp_path / "cifar-n" / "CIFAR-100_human.pt"
@@ -414,7 +415,8 @@ def test_malicious_cifar_n_file_is_refused(tmp_path):
 
 @needs_cifar10n
 def test_cifar10n_real_noise_levels_and_alignment():
-    path = CIFAR_N / "CIFAR-10_human.pt"
+    path = find_human_labels_file("cifar10", CIFAR_N.parent)  # the data folder, passed explicitly
+    assert path == CIFAR_N / "CIFAR-10_human.pt"
     clean = load_human_labels(path, variant="clean")
     assert clean.shape == (50_000,) and clean.dtype == np.int64
     canonical = CIFAR_N.parent / "cifar10-canonical-labels.npz"
@@ -445,7 +447,8 @@ def test_cifar10n_real_noise_levels_and_alignment():
 
 @needs_cifar100n
 def test_cifar100n_noisy_rate():
-    path = CIFAR_N / "CIFAR-100_human.pt"
+    path = find_human_labels_file("cifar100", CIFAR_N)
+    assert path == CIFAR_N / "CIFAR-100_human.pt"
     labels = torch.from_numpy(np.asarray(load_human_labels(path, variant="clean")).copy())
     noisy_labels = load_human_labels(path, variant="noisy")
     _, noisy, rec = corrupt(blank(50_000), labels, kind="human", rate=0.0, seed=0, num_classes=100,

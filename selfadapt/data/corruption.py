@@ -72,9 +72,6 @@ ASYMMETRIC_VARIANTS = {"cifar100": ("superclass", "index-blocks")}
 # CIFAR-10 class-dependent noise: truck->automobile, bird->airplane, deer->horse, cat<->dog.
 CIFAR10_ASYMMETRIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
-# Where the shared CIFAR-N files live relative to the repository (../shared/data/cifar-n).
-_SHARED_CIFAR_N = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar-n"
-
 _CHUNK = 4096  # images processed at a time by the input corruptions (bounds the memory used)
 _FIELDS = ("kind", "rate", "seed", "variant", "indices", "original_labels", "new_labels", "digest")
 
@@ -173,7 +170,7 @@ def load_human_labels(path: str | Path, *, variant: str) -> np.ndarray:
 
     Example
     -------
-    >>> worse = load_human_labels("../shared/data/cifar-n/CIFAR-10_human.pt", variant="worse")  # doctest: +SKIP
+    >>> worse = load_human_labels("data/cifar-n/CIFAR-10_human.pt", variant="worse")  # doctest: +SKIP
     >>> worse.shape, worse.variant  # doctest: +SKIP
     ((50000,), 'worse')
     """
@@ -194,23 +191,23 @@ def load_human_labels(path: str | Path, *, variant: str) -> np.ndarray:
 
 
 def find_human_labels_file(dataset: str, data_dir: str | Path) -> Path:
-    """Locate ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` in ``data_dir``, ``data_dir/cifar-n``
-    or the repository's ``../shared/data/cifar-n``.
+    """Locate ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` in ``data_dir`` or ``data_dir/cifar-n``
+    (nowhere else: pass the data folder, e.g. ``--data-dir`` or ``$SELFADAPT_DATA``).
 
     Example
     -------
     >>> find_human_labels_file("cifar10", "data")  # doctest: +SKIP
-    PosixPath('/work/shared/data/cifar-n/CIFAR-10_human.pt')
+    PosixPath('data/cifar-n/CIFAR-10_human.pt')
     """
     name = HUMAN_FILES.get(str(dataset).lower())
     if name is None:
         raise SelfAdaptError(f"human label noise exists only for cifar10 and cifar100, not {dataset!r}")
-    places = [Path(data_dir), Path(data_dir) / "cifar-n", _SHARED_CIFAR_N]
+    places = [Path(data_dir), Path(data_dir) / "cifar-n"]
     for place in places:
         if (place / name).is_file():
             return place / name
-    raise SelfAdaptError(f"{name} not found; put the CIFAR-N file in {places[1]} "
-                         f"(looked in {', '.join(map(str, places))})")
+    raise SelfAdaptError(f"{name} not found in {places[0]} or {places[1]}; put the CIFAR-N file in {places[1]} "
+                         f"or point the data folder (--data-dir, $SELFADAPT_DATA) at where it is")
 
 
 def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: float, seed: int, num_classes: int,
