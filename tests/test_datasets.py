@@ -507,6 +507,10 @@ def test_imagefolder_rgb_with_val_split(tmp_path):
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(SelfAdaptError, match="does not exist"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+    save_image(tmp_path / "one.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(SelfAdaptError, match=f"image folder {tmp_path / 'one.png'} is a file, not a folder") as info:
+        load_dataset(f"imagefolder:{tmp_path / 'one.png'}")
+    assert "\n" not in str(info.value) and "does not exist" not in str(info.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SelfAdaptError, match="no class folders"):
         load_dataset(f"imagefolder:{tmp_path / 'empty'}")

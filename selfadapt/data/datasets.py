@@ -711,7 +711,8 @@ def _read_images(paths: list[Path], root: Path) -> np.ndarray:
 def _load_imagefolder(path: str) -> Dataset:
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise SelfAdaptError(f"image folder {root} does not exist; expected {root}/train/<class>/<images> "
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise SelfAdaptError(f"image folder {root} {problem}; expected {root}/train/<class>/<images> "
                              f"or {root}/<class>/<images>")
     has_train = (root / "train").is_dir()
     train_found = _scan_classes(root / "train" if has_train else root, root)
