@@ -258,6 +258,12 @@ def test_gaussian_matches_given_and_measured_statistics():
     with pytest.raises(SelfAdaptError, match=r"\[0, 1\] scale"):
         corrupt(images, balanced_labels(300, 10), kind="gaussian", rate=0.5, seed=8, num_classes=10,
                 mean=(125.3, 123.0, 113.9), std=(0.2, 0.2, 0.2))
+    # the default equals the dataset statistics passed explicitly (one measurement for both)
+    explicit = corrupt(images, balanced_labels(300, 10), kind="gaussian", rate=1.0, seed=8, num_classes=10,
+                       mean=ref.mean(axis=(0, 2, 3)).round(6), std=ref.std(axis=(0, 2, 3)).round(6))[0]
+    assert torch.equal(explicit, out)
+    empty, _, rec = corrupt(images[:0], balanced_labels(0, 10), kind="gaussian", rate=0.5, seed=8, num_classes=10)
+    assert empty.shape == (0, 3, 16, 16) and len(rec.indices) == 0
 
 
 @pytest.mark.parametrize("kind", [k for k in CORRUPTIONS if k != "human"])

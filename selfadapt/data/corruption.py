@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt.data.datasets import channel_stats
 from selfadapt.errors import SelfAdaptError
 
 CORRUPTIONS = ("none", "symmetric", "symmetric-exclusive", "asymmetric", "human",
@@ -455,28 +456,16 @@ def _corrupt_images(rng, kind, images: np.ndarray, idx: np.ndarray, mean, std) -
 def _gaussian_stats(images: np.ndarray, mean, std) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std on the [0, 1] scale: as given, or measured on ``images``."""
     channels = images.shape[1]
-    measured = _channel_stats(images) if mean is None or std is None else (None, None)
+    measured = channel_stats(torch.from_numpy(images)) if mean is None or std is None else (None, None)
     stats = []
     for name, given, fallback in (("mean", mean, measured[0]), ("std", std, measured[1])):
-        v = fallback if given is None else np.asarray(given, np.float64).reshape(-1)
+        v = np.asarray(fallback if given is None else given, np.float64).reshape(-1)
         if v.size == 1:
             v = np.repeat(v, channels)
         if v.shape != (channels,) or not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > 1:
             raise SelfAdaptError(f"gaussian noise {name} must be {channels} value(s) on the [0, 1] scale, got {given}")
         stats.append(v.astype(np.float32))
     return stats[0], stats[1]
-
-
-def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    channels = images.shape[1]
-    total, squares = np.zeros(channels), np.zeros(channels)
-    for s in range(0, len(images), _CHUNK):
-        x = images[s:s + _CHUNK].astype(np.float64) / 255.0
-        total += x.sum(axis=(0, 2, 3))
-        squares += (x * x).sum(axis=(0, 2, 3))
-    count = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
-    mean = total / count
-    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
 
 
 def _digest(images: np.ndarray) -> str:

@@ -45,7 +45,7 @@ from selfadapt.errors import SelfAdaptError
 
 __all__ = [
     "CIFAR10_MD5", "CIFAR10_URL", "CIFAR100_MD5", "CIFAR100_URL", "DATASETS", "DIGITS_TEST_SIZE",
-    "Dataset", "ImageSet", "class_balanced_subset", "default_data_dir", "digits_split",
+    "Dataset", "ImageSet", "channel_stats", "class_balanced_subset", "default_data_dir", "digits_split",
     "load_dataset", "load_stl10_unlabeled",
 ]
 
@@ -313,21 +313,27 @@ def _split(images: np.ndarray | torch.Tensor, labels) -> ImageSet:
     return ImageSet(images, labels, torch.arange(len(labels)))
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Exact per-channel mean and std on [0, 1], from a 256-bin histogram (float64)."""
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std on [0, 1] of uint8 ``(N, C, H, W)`` images, from a 256-bin
+    histogram (float64), rounded to 6 decimals; 0 and 0 where there are no pixels.
+
+    >>> channel_stats(torch.tensor([[[[0, 255]]]], dtype=torch.uint8))
+    ((0.5,), (0.5,))
+    """
     means, stds = [], []
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     for c in range(images.shape[1]):
         counts = torch.bincount(images[:, c].reshape(-1), minlength=256).to(torch.float64)
-        mean = float((counts * levels).sum() / counts.sum())
-        var = float((counts * (levels - mean) ** 2).sum() / counts.sum())
+        pixels = max(float(counts.sum()), 1.0)
+        mean = float((counts * levels).sum()) / pixels
+        var = float((counts * (levels - mean) ** 2).sum()) / pixels
         means.append(round(mean, 6))
         stds.append(round(var ** 0.5, 6))
     return tuple(means), tuple(stds)
 
 
 def _with_stats(name, train, test, classes, **extra) -> Dataset:
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     return Dataset(name, train, test, classes, mean, std, **extra)
 
 
