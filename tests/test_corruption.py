@@ -419,6 +419,15 @@ def test_malicious_cifar_n_file_is_refused(tmp_path):
         load_human_labels(tmp_path / "other.pt", variant="worse")
 
 
+def test_cifar_n_file_of_int32_arrays_and_numpy_scalars_is_read(tmp_path):
+    clean = np.arange(12, dtype=np.int32) % 4
+    torch.save({"clean_label": clean, "noisy_label": (clean + 1) % 4, "count": np.int64(12)}, tmp_path / "c.pt")
+    noisy = load_human_labels(tmp_path / "c.pt", variant="noisy")
+    assert noisy.dtype == np.int64 and noisy.variant == "noisy"
+    np.testing.assert_array_equal(noisy, (clean + 1) % 4)
+    np.testing.assert_array_equal(noisy.clean_labels, clean)
+
+
 @needs_cifar10n
 def test_cifar10n_real_noise_levels_and_alignment():
     path = find_human_labels_file("cifar10", CIFAR_N.parent)  # the data folder, passed explicitly

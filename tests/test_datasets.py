@@ -316,6 +316,14 @@ def test_python3_bytes_pickle_is_refused_too(tmp_path):
         load_dataset("cifar10", tmp_path, download=False)
 
 
+def test_cifar_pickles_admit_arrays_only_not_even_numpy_scalars(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": np.int64(3)}, protocol=4))
+    with pytest.raises(SelfAdaptError, match=r"refusing to load numpy\._?core\.multiarray\.scalar"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
 @pytest.fixture
 def tiny_cifar10_archive(tmp_path):
     written = write_cifar10(tmp_path / "src" / "cifar-10-batches-py")

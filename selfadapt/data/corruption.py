@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from selfadapt.data.datasets import channel_stats
+from selfadapt.data.safe_pickle import torch_load_arrays
 from selfadapt.errors import SelfAdaptError
 
 CORRUPTIONS = ("none", "symmetric", "symmetric-exclusive", "asymmetric", "human",
@@ -472,23 +473,11 @@ def _digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
 
-def _numpy_reconstruction_globals() -> list:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 1.26 has only numpy.core
-        from numpy.core import multiarray
-    allowed = [np.ndarray, np.dtype, type(np.dtype(np.int64)), type(np.dtype(np.int32))]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
-    return allowed
-
-
 def _read_cifar_n(path: Path) -> dict:
     if not path.is_file():
         raise SelfAdaptError(f"CIFAR-N file not found: {path}")
     try:
-        with torch.serialization.safe_globals(_numpy_reconstruction_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch_load_arrays(path)
     except pickle.UnpicklingError as e:
         reason = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         raise SelfAdaptError(f"{path} holds more than numpy arrays and was not loaded "

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import logging
 import os
-import pickle
 import tarfile
 import tempfile
 import urllib.request
@@ -41,6 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from selfadapt.data.safe_pickle import load_array_pickle
 from selfadapt.errors import SelfAdaptError
 
 __all__ = [
@@ -432,27 +431,9 @@ def _load_fashion_mnist(root: Path, download: bool) -> Dataset:
 # CIFAR-10 / CIFAR-100: python pickles, from a folder or the official archive
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings and numpy arrays; refuses every other global."""
-
-    _reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy(._)core.multiarray._reconstruct
-    _allowed = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed") from None
-
-
 def _unpickle(data: bytes, where: str) -> dict:
     try:
-        obj = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+        obj = load_array_pickle(data)
     except Exception as e:  # a corrupt pickle can raise almost anything
         raise SelfAdaptError(f"cannot read {where}: {e}") from None
     if not isinstance(obj, dict):
