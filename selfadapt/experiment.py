@@ -90,6 +90,7 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
     images, labels, record = corrupt(
         train.images, train.labels, kind=data.noise, rate=data.noise_rate, seed=data.noise_seed,
         num_classes=dataset.num_classes, dataset=data.dataset, coarse_labels=dataset.coarse_train_labels,
+        variant=data.noise_variant if data.noise != "human" else None,
         source_index=train.source_index, human_labels=human, mean=dataset.mean, std=dataset.std)
     if verbose and data.noise != "none":
         what = "images corrupted" if data.noise in INPUT_CORRUPTIONS else "labels wrong"

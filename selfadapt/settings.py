@@ -129,7 +129,8 @@ class DataSettings:
                                 must="lie in [0, 1]")
     noise_seed: int = setting(0, "seed of the corruption (separate from --seed)")
     noise_variant: str | None = setting(None, "variant of the corruption: the CIFAR-N label set for human noise "
-                                              "(aggre, worse, random1..3, noisy)")
+                                              "(aggre, worse, random1..3, noisy; default worse), or CIFAR-100 "
+                                              "asymmetric superclass (default) or index-blocks (the literature's)")
 
 
 @dataclass

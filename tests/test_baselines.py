@@ -62,6 +62,14 @@ def run(loss, logits, labels, index=None, epoch=0):
     return value.item(), z.grad.numpy().astype(np.float64)
 
 
+def assert_soft_target_ce(loss, logits, labels, target_rows):
+    """``loss`` is cross-entropy against constant soft targets: the value and the gradient (p - t) / B."""
+    value, grad = run(loss, logits, labels)
+    close(value, soft_target_ce(logits, target_rows))
+    b = len(logits)
+    close(grad, np.array([[(pj - tj) / b for pj, tj in zip(probs(row), t)] for row, t in zip(logits, target_rows)]))
+
+
 # ---------------------------------------------------------------- label smoothing
 
 @pytest.mark.parametrize("b,c", SHAPES)
@@ -69,10 +77,7 @@ def run(loss, logits, labels, index=None, epoch=0):
 def test_label_smoothing_matches_reference(b, c, eps):
     logits, labels = batch(b, c, seed=b + c)
     targets = [[(1 - eps) * t + eps / c for t in one_hot(y, c)] for y in labels]
-    value, grad = run(LabelSmoothing(eps), logits, labels)
-    close(value, soft_target_ce(logits, targets))
-    expected_grad = [[(pj - tj) / b for pj, tj in zip(probs(row), t)] for row, t in zip(logits, targets)]
-    close(grad, np.array(expected_grad))
+    assert_soft_target_ce(LabelSmoothing(eps), logits, labels, targets)
 
 
 # ---------------------------------------------------------------- bootstrapping
@@ -111,10 +116,7 @@ def test_hard_bootstrapping_matches_reference(b, c, beta):
     for row, y in zip(logits, labels):
         predicted = max(range(c), key=lambda j: row[j])
         targets.append([beta * t + (1 - beta) * h for t, h in zip(one_hot(y, c), one_hot(predicted, c))])
-    value, grad = run(HardBootstrapping(beta), logits, labels)
-    close(value, soft_target_ce(logits, targets))
-    expected_grad = [[(pj - tj) / b for pj, tj in zip(probs(row), t)] for row, t in zip(logits, targets)]
-    close(grad, np.array(expected_grad))
+    assert_soft_target_ce(HardBootstrapping(beta), logits, labels, targets)
 
 
 # ---------------------------------------------------------------- GCE

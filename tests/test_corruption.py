@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 from selfadapt.data import corruption
-from selfadapt.data.corruption import (CORRUPTIONS, INPUT_CORRUPTIONS, LABEL_CORRUPTIONS, NoiseRecord, corrupt,
-                                       find_human_labels_file, load_human_labels, replay)
+from selfadapt.data.corruption import (CORRUPTIONS, INPUT_CORRUPTIONS, LABEL_CORRUPTIONS, HumanLabels, NoiseRecord,
+                                       corrupt, find_human_labels_file, load_human_labels, replay)
 from selfadapt.errors import SelfAdaptError
 
 CIFAR_N = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-n"
@@ -124,6 +125,73 @@ def test_asymmetric_cifar100_next_class_in_superclass_cyclic():
     for c in range(100):
         assert changed[y == c].sum() == round(0.5 * (y == c).sum())
     assert rec.realised_error_rate == pytest.approx(0.5, abs=0.002)
+    assert rec.variant == "superclass"  # the default, recorded
+    _, named, _ = corrupt(blank(len(labels)), labels, kind="asymmetric", rate=0.5, seed=4, num_classes=100,
+                          dataset="cifar100", variant="superclass", coarse_labels=coarse)
+    assert torch.equal(named, noisy)
+
+
+def test_asymmetric_cifar100_index_blocks_next_class_in_block_of_five(tmp_path):
+    rng = np.random.default_rng(1)
+    sizes = 40 + (np.arange(100) * 7) % 23  # uneven classes: the fraction holds per class
+    labels = torch.from_numpy(rng.permutation(np.repeat(np.arange(100), sizes)))
+    coarse = torch.from_numpy(rng.permutation(np.arange(100) % 20)[labels.numpy()])  # ignored
+    kwargs = dict(kind="asymmetric", rate=0.4, seed=5, num_classes=100, dataset="cifar100",
+                  variant="index-blocks", coarse_labels=coarse)
+    _, noisy, rec = corrupt(blank(len(labels)), labels, **kwargs)
+    y, new = labels.numpy(), noisy.numpy()
+    changed = new != y
+    transitions = {(a, b) for a, b in zip(y[changed].tolist(), new[changed].tolist())}
+    successor = {c: 5 * (c // 5) + (c + 1) % 5 for c in range(100)}
+    assert transitions == set(successor.items())  # each class goes only to its block successor
+    assert successor[0] == 1 and successor[4] == 0 and successor[97] == 98 and successor[99] == 95
+    for c in range(100):
+        assert changed[y == c].sum() == round(0.4 * sizes[c])
+    np.testing.assert_array_equal(rec.indices, np.flatnonzero(changed))
+    assert rec.variant == "index-blocks" and rec.summary()["variant"] == "index-blocks"
+    assert rec.realised_error_rate == pytest.approx(0.4, abs=0.002)
+    rec.save(tmp_path / "noise.npz")
+    loaded = NoiseRecord.load(tmp_path / "noise.npz")
+    assert loaded.variant == "index-blocks"
+    assert torch.equal(replay(loaded, blank(len(labels)), labels, **kwargs)[1], noisy)
+    assert torch.equal(replay(loaded, blank(len(labels)), labels)[1], noisy)
+    with pytest.raises(SelfAdaptError, match="variant differs"):
+        replay(loaded, blank(len(labels)), labels, **{**kwargs, "variant": "superclass"})
+
+
+@pytest.mark.parametrize("kind,dataset,variant,message", [
+    ("asymmetric", "cifar100", "blocks", "unknown asymmetric noise variant 'blocks' for cifar100; choose from "
+                                         "superclass, index-blocks"),
+    ("asymmetric", "cifar10", "index-blocks", "asymmetric noise on cifar10 has no variant"),
+    ("asymmetric", "", "superclass", "asymmetric noise on unnamed data has no variant"),
+    ("symmetric", "cifar100", "index-blocks", "symmetric noise has no variant"),
+    ("none", "cifar100", "superclass", "none noise has no variant"),
+    ("gaussian", "cifar100", "index-blocks", "gaussian noise has no variant"),
+    ("human", "cifar100", "index-blocks", "human noise takes its variant from human_labels"),
+])
+def test_variant_for_other_kinds_or_data_sets_is_refused(kind, dataset, variant, message):
+    labels = balanced_labels(200, 100)
+    with pytest.raises(SelfAdaptError, match=re.escape(message)) as info:
+        corrupt(blank(200), labels, kind=kind, rate=0.2, seed=0, num_classes=100, dataset=dataset,
+                variant=variant, human_labels=labels.numpy())
+    assert "\n" not in str(info.value)
+
+
+def test_human_variant_may_repeat_the_labels_variant():
+    clean = balanced_labels(300, 10)
+    human = np.where(np.arange(300) % 4 == 0, (clean.numpy() + 1) % 10, clean.numpy()).view(HumanLabels)
+    human.variant, human.clean_labels = "worse", clean.numpy()
+    kwargs = dict(kind="human", rate=0.0, seed=0, num_classes=10, dataset="cifar10", human_labels=human)
+    _, noisy, rec = corrupt(blank(300), clean, variant="worse", **kwargs)
+    assert rec.variant == "worse" and torch.equal(noisy, corrupt(blank(300), clean, **kwargs)[1])
+    with pytest.raises(SelfAdaptError, match="they carry 'worse', not 'aggre'"):
+        corrupt(blank(300), clean, variant="aggre", **kwargs)
+
+
+def test_index_blocks_needs_the_100_cifar100_classes():
+    with pytest.raises(SelfAdaptError, match="cifar100 asymmetric noise needs 100 classes, got 10"):
+        corrupt(blank(100), balanced_labels(100, 10), kind="asymmetric", rate=0.2, seed=0, num_classes=10,
+                dataset="cifar100", variant="index-blocks")
 
 
 def test_asymmetric_generic_shifts_by_one():
@@ -190,6 +258,12 @@ def test_gaussian_matches_given_and_measured_statistics():
     with pytest.raises(SelfAdaptError, match=r"\[0, 1\] scale"):
         corrupt(images, balanced_labels(300, 10), kind="gaussian", rate=0.5, seed=8, num_classes=10,
                 mean=(125.3, 123.0, 113.9), std=(0.2, 0.2, 0.2))
+    # the default equals the dataset statistics passed explicitly (one measurement for both)
+    explicit = corrupt(images, balanced_labels(300, 10), kind="gaussian", rate=1.0, seed=8, num_classes=10,
+                       mean=ref.mean(axis=(0, 2, 3)).round(6), std=ref.std(axis=(0, 2, 3)).round(6))[0]
+    assert torch.equal(explicit, out)
+    empty, _, rec = corrupt(images[:0], balanced_labels(0, 10), kind="gaussian", rate=0.5, seed=8, num_classes=10)
+    assert empty.shape == (0, 3, 16, 16) and len(rec.indices) == 0
 
 
 @pytest.mark.parametrize("kind", [k for k in CORRUPTIONS if k != "human"])
@@ -306,10 +380,11 @@ def test_human_with_plain_array_checks_alignment_heuristically():
                 num_classes=10, dataset="cifar10", human_labels=human)
 
 
-def test_find_human_labels_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(corruption, "_SHARED_CIFAR_N", tmp_path / "nowhere")
-    with pytest.raises(SelfAdaptError, match="put the CIFAR-N file in"):
+def test_find_human_labels_file(tmp_path):
+    # only data_dir and data_dir/cifar-n: never a ../shared folder beside the repository
+    with pytest.raises(SelfAdaptError, match="put the CIFAR-N file in") as info:
         find_human_labels_file("cifar10", tmp_path)
+    assert "\n" not in str(info.value) and "shared" not in str(info.value)
     (tmp_path / "cifar-n").mkdir()
     (tmp_path / "cifar-n" / "CIFAR-100_human.pt").write_bytes(b"")
     assert find_human_labels_file("CIFAR100", tmp_path) == tmp_path / "cifar-n" / "CIFAR-100_human.pt"
@@ -344,9 +419,19 @@ def test_malicious_cifar_n_file_is_refused(tmp_path):
         load_human_labels(tmp_path / "other.pt", variant="worse")
 
 
+def test_cifar_n_file_of_int32_arrays_and_numpy_scalars_is_read(tmp_path):
+    clean = np.arange(12, dtype=np.int32) % 4
+    torch.save({"clean_label": clean, "noisy_label": (clean + 1) % 4, "count": np.int64(12)}, tmp_path / "c.pt")
+    noisy = load_human_labels(tmp_path / "c.pt", variant="noisy")
+    assert noisy.dtype == np.int64 and noisy.variant == "noisy"
+    np.testing.assert_array_equal(noisy, (clean + 1) % 4)
+    np.testing.assert_array_equal(noisy.clean_labels, clean)
+
+
 @needs_cifar10n
 def test_cifar10n_real_noise_levels_and_alignment():
-    path = CIFAR_N / "CIFAR-10_human.pt"
+    path = find_human_labels_file("cifar10", CIFAR_N.parent)  # the data folder, passed explicitly
+    assert path == CIFAR_N / "CIFAR-10_human.pt"
     clean = load_human_labels(path, variant="clean")
     assert clean.shape == (50_000,) and clean.dtype == np.int64
     canonical = CIFAR_N.parent / "cifar10-canonical-labels.npz"
@@ -377,7 +462,8 @@ def test_cifar10n_real_noise_levels_and_alignment():
 
 @needs_cifar100n
 def test_cifar100n_noisy_rate():
-    path = CIFAR_N / "CIFAR-100_human.pt"
+    path = find_human_labels_file("cifar100", CIFAR_N)
+    assert path == CIFAR_N / "CIFAR-100_human.pt"
     labels = torch.from_numpy(np.asarray(load_human_labels(path, variant="clean")).copy())
     noisy_labels = load_human_labels(path, variant="noisy")
     _, noisy, rec = corrupt(blank(50_000), labels, kind="human", rate=0.0, seed=0, num_classes=100,

@@ -316,6 +316,14 @@ def test_python3_bytes_pickle_is_refused_too(tmp_path):
         load_dataset("cifar10", tmp_path, download=False)
 
 
+def test_cifar_pickles_admit_arrays_only_not_even_numpy_scalars(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": np.int64(3)}, protocol=4))
+    with pytest.raises(SelfAdaptError, match=r"refusing to load numpy\._?core\.multiarray\.scalar"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
 @pytest.fixture
 def tiny_cifar10_archive(tmp_path):
     written = write_cifar10(tmp_path / "src" / "cifar-10-batches-py")
@@ -507,6 +515,10 @@ def test_imagefolder_rgb_with_val_split(tmp_path):
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(SelfAdaptError, match="does not exist"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+    save_image(tmp_path / "one.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(SelfAdaptError, match=f"image folder {tmp_path / 'one.png'} is a file, not a folder") as info:
+        load_dataset(f"imagefolder:{tmp_path / 'one.png'}")
+    assert "\n" not in str(info.value) and "does not exist" not in str(info.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SelfAdaptError, match="no class folders"):
         load_dataset(f"imagefolder:{tmp_path / 'empty'}")

@@ -112,10 +112,13 @@ def test_convolutions_use_kaiming_init():
     assert abs(w.std().item() - (2 / 1152) ** 0.5) < 0.005
 
 
+def dropout_rates(model: nn.Module) -> list[float]:
+    return sorted({m.p for m in model.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d))})
+
+
 def test_dropout_is_honoured():
     vgg = build_model("vgg16-bn", num_classes=10, width=8, dropout=0.5)
-    rates = sorted({m.p for m in vgg.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d))})
-    assert rates == pytest.approx([0.3, 0.4, 0.5])  # the Deep Gamblers / SAT selective network
+    assert dropout_rates(vgg) == pytest.approx([0.3, 0.4, 0.5])  # the Deep Gamblers / SAT selective network
     x = torch.rand(4, 3, 32, 32)
     vgg.train()
     assert not torch.equal(vgg(x), vgg(x))
@@ -123,8 +126,27 @@ def test_dropout_is_honoured():
     assert torch.equal(vgg(x), vgg(x))
     wrn = build_model("wrn-28-10", num_classes=10, width=1, dropout=0.3)
     assert any(isinstance(m, nn.Dropout) and m.p == 0.3 for m in wrn.modules())
-    plain = build_model("vgg16-bn", num_classes=10, width=8)
+    assert dropout_rates(build_model("vgg16-bn", num_classes=10, width=8, dropout=0.25)) == pytest.approx(
+        [0.15, 0.2, 0.25])
+    plain = build_model("vgg16-bn", num_classes=10, width=8, dropout=0.0)
     assert all(m.p == 0 for m in plain.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d)))
+    torch.manual_seed(0)
+    a = plain(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, plain(x))  # train mode, other random state: nothing is dropped
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_dropout_per_model(name):
+    expected = {"vgg16-bn": 0.5, "resnet18": None, "resnet34": None, "preact-resnet18": None}.get(name, 0.0)
+    assert MODELS[name].dropout == expected
+    model = build_model(name, num_classes=3, image_size=8, width=small_width(name))
+    if name == "vgg16-bn":
+        assert dropout_rates(model) == pytest.approx([0.3, 0.4, 0.5])  # the reference network by default
+    else:
+        assert dropout_rates(model) in ([], [0.0])  # off, as before
+    assert dropout_rates(build_model(name, num_classes=3, image_size=8, width=small_width(name),
+                                     dropout=0.0)) in ([], [0.0])
 
 
 def test_unknown_name_and_bad_arguments_raise():

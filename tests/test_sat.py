@@ -13,20 +13,16 @@ def reference_sat(targets, logits, labels, index, epoch, momentum, start_epoch, 
     targets = targets.copy()
     b, c = logits.shape
     log_p = [[logits[i, j] - math.log(sum(math.exp(v) for v in logits[i])) for j in range(c)] for i in range(b)]
-    if epoch < start_epoch:
-        if sce is None:
-            return targets, sum(-log_p[i][labels[i]] for i in range(b)) / b
-        soft = [[1.0 if j == labels[i] else 0.0 for j in range(c)] for i in range(b)]
-        weights = [1.0] * b
-    else:
-        for i in range(b):
-            p = [math.exp(v) for v in log_p[i]]
-            for j in range(c):
-                targets[index[i], j] = momentum * targets[index[i], j] + (1 - momentum) * p[j]
-        soft = [list(targets[index[i]]) for i in range(b)]
-        weights = [max(row) for row in soft]
-        total = sum(weights)
-        weights = [w * b / total for w in weights]
+    if epoch < start_epoch:  # plain cross-entropy, with or without SCE (the authors' SAT-SCE)
+        return targets, sum(-log_p[i][labels[i]] for i in range(b)) / b
+    for i in range(b):
+        p = [math.exp(v) for v in log_p[i]]
+        for j in range(c):
+            targets[index[i], j] = momentum * targets[index[i], j] + (1 - momentum) * p[j]
+    soft = [list(targets[index[i]]) for i in range(b)]
+    weights = [max(row) for row in soft]
+    total = sum(weights)
+    weights = [w * b / total for w in weights]
     loss = 0.0
     for i in range(b):
         per = sum(-soft[i][j] * log_p[i][j] for j in range(c))
@@ -58,6 +54,32 @@ def test_sat_matches_reference_over_epochs(num_classes, batch, sce):
             np.testing.assert_allclose(sat.targets.numpy(), ref_targets, rtol=1e-6, atol=1e-9)
 
 
+def test_sat_sce_is_plain_cross_entropy_before_start_epoch_and_sce_after():
+    gen = torch.Generator().manual_seed(7)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    sat = SelfAdaptiveTraining(labels, 5, momentum=0.9, start_epoch=2, sce_weights=(1.0, 0.3),
+                               dtype=torch.float64)
+    for epoch in range(2):
+        logits = (torch.randn(8, 5, generator=gen) * 3).requires_grad_()
+        plain = logits.detach().clone().requires_grad_()
+        loss = sat(logits, labels, torch.arange(8), epoch)
+        loss.backward()
+        expected = torch.nn.functional.cross_entropy(plain, labels)
+        expected.backward()
+        assert torch.equal(loss, expected)
+        assert torch.equal(logits.grad, plain.grad)
+        assert torch.equal(sat.targets, torch.eye(5, dtype=torch.float64)[labels])
+    ref_targets = np.eye(5)[labels.numpy()]
+    for epoch in (2, 3):
+        logits = torch.randn(8, 5, generator=gen, dtype=torch.float64) * 3
+        loss = sat(logits, labels, torch.arange(8), epoch)
+        ref_targets, ref_loss = reference_sat(ref_targets, logits.numpy(), labels.numpy(), np.arange(8),
+                                              epoch, 0.9, 2, (1.0, 0.3))
+        assert loss.item() == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+        np.testing.assert_allclose(sat.targets.numpy(), ref_targets, rtol=1e-6, atol=1e-9)
+        assert loss.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
+
+
 def test_targets_untouched_before_start_epoch_and_loss_is_cross_entropy():
     labels = torch.tensor([0, 1, 2, 0])
     sat = SelfAdaptiveTraining(labels, 3, momentum=0.9, start_epoch=5)
@@ -72,9 +94,18 @@ def test_update_happens_before_the_loss_and_weights_average_to_one():
     labels = torch.tensor([0, 1])
     sat = SelfAdaptiveTraining(labels, 2, momentum=0.5, start_epoch=0)
     logits = torch.tensor([[-20.0, 20.0], [0.0, 0.0]], requires_grad=True)
-    sat(logits, labels, torch.tensor([0, 1]), epoch=0).backward()
+    loss = sat(logits, labels, torch.tensor([0, 1]), epoch=0)
+    loss.backward()
     np.testing.assert_allclose(sat.targets[0].numpy(), [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(sat.targets[1].numpy(), [0.25, 0.75], atol=1e-6)
+    # the weights, recomputed from the updated targets: w = max_j t_ij, rescaled to sum to B
+    t = sat.targets.double().tolist()
+    w = [max(row) for row in t]
+    w = [v * len(w) / sum(w) for v in w]
+    assert w == pytest.approx([0.8, 1.2]) and sum(w) / len(w) == pytest.approx(1.0, abs=1e-12)
+    z = logits.detach().double().tolist()
+    ce = [-sum(tj * (zj - math.log(sum(math.exp(v) for v in zi))) for tj, zj in zip(ti, zi)) for ti, zi in zip(t, z)]
+    assert loss.item() == pytest.approx(sum(wi * ci for wi, ci in zip(w, ce)) / len(w), rel=1e-6)
     # gradient only through log_softmax: targets and weights are constants
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 

@@ -11,8 +11,21 @@ Label corruptions (images kept):
   expected share of wrong labels is ``rate * (C - 1) / C``);
 - ``symmetric-exclusive``: redrawn among the other C - 1 classes (exactly ``rate`` wrong);
 - ``asymmetric``: CIFAR-10 truck->automobile, bird->airplane, deer->horse, cat<->dog; CIFAR-100
-  the next fine class of the same superclass (cyclic); other data sets c -> (c + 1) mod C;
-- ``human``: CIFAR-10N / CIFAR-100N re-annotations (``rate`` is ignored).
+  one of two variants (below); other data sets c -> (c + 1) mod C;
+- ``human``: CIFAR-10N / CIFAR-100N re-annotations (``rate`` is ignored; the variant is the
+  label set, see :func:`load_human_labels`).
+
+CIFAR-100 asymmetric noise, which is which (``corrupt(..., variant=...)``):
+
+- ``superclass`` (the default, SPEC section 2): each fine class goes to the next fine class (by
+  index) of its true superclass, cyclically, from the coarse labels; e.g. aquatic mammals
+  beaver 4 -> dolphin 30 -> otter 55 -> seal 72 -> whale 95 -> beaver 4.
+- ``index-blocks``: the convention behind the published CIFAR-100 asymmetric numbers (the code of
+  ELR, SCE and GCE): the blocks of 5 consecutive class indices 5i..5i+4 stand in for superclasses,
+  c -> c + 1 within the block and 5i + 4 -> 5i; e.g. apple 0 -> aquarium fish 1 -> baby 2 -> bear 3
+  -> beaver 4 -> apple 0. Compare with those papers under this variant only. (Their code flips
+  each sample with probability ``rate``; here, as for every asymmetric noise, exactly
+  ``int(round(rate * N_c))`` of each class.)
 
 Input corruptions (labels kept): ``gaussian`` (per-channel Gaussian noise images),
 ``random_pixels`` (a permutation of pixel positions per image), ``shuffled_pixels`` (one
@@ -39,6 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt.data.datasets import channel_stats
+from selfadapt.data.safe_pickle import torch_load_arrays
 from selfadapt.errors import SelfAdaptError
 
 CORRUPTIONS = ("none", "symmetric", "symmetric-exclusive", "asymmetric", "human",
@@ -53,12 +68,11 @@ HUMAN_VARIANTS = {
     "cifar100": {"clean": "clean_label", "noisy": "noisy_label"},
 }
 HUMAN_FILES = {"cifar10": "CIFAR-10_human.pt", "cifar100": "CIFAR-100_human.pt"}
+#: Asymmetric-noise variants by data set, the default first (see the module docstring).
+ASYMMETRIC_VARIANTS = {"cifar100": ("superclass", "index-blocks")}
 
 # CIFAR-10 class-dependent noise: truck->automobile, bird->airplane, deer->horse, cat<->dog.
 CIFAR10_ASYMMETRIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
-
-# Where the shared CIFAR-N files live relative to the repository (../shared/data/cifar-n).
-_SHARED_CIFAR_N = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar-n"
 
 _CHUNK = 4096  # images processed at a time by the input corruptions (bounds the memory used)
 _FIELDS = ("kind", "rate", "seed", "variant", "indices", "original_labels", "new_labels", "digest")
@@ -158,7 +172,7 @@ def load_human_labels(path: str | Path, *, variant: str) -> np.ndarray:
 
     Example
     -------
-    >>> worse = load_human_labels("../shared/data/cifar-n/CIFAR-10_human.pt", variant="worse")  # doctest: +SKIP
+    >>> worse = load_human_labels("data/cifar-n/CIFAR-10_human.pt", variant="worse")  # doctest: +SKIP
     >>> worse.shape, worse.variant  # doctest: +SKIP
     ((50000,), 'worse')
     """
@@ -179,28 +193,28 @@ def load_human_labels(path: str | Path, *, variant: str) -> np.ndarray:
 
 
 def find_human_labels_file(dataset: str, data_dir: str | Path) -> Path:
-    """Locate ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` in ``data_dir``, ``data_dir/cifar-n``
-    or the repository's ``../shared/data/cifar-n``.
+    """Locate ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` in ``data_dir`` or ``data_dir/cifar-n``
+    (nowhere else: pass the data folder, e.g. ``--data-dir`` or ``$SELFADAPT_DATA``).
 
     Example
     -------
     >>> find_human_labels_file("cifar10", "data")  # doctest: +SKIP
-    PosixPath('/work/shared/data/cifar-n/CIFAR-10_human.pt')
+    PosixPath('data/cifar-n/CIFAR-10_human.pt')
     """
     name = HUMAN_FILES.get(str(dataset).lower())
     if name is None:
         raise SelfAdaptError(f"human label noise exists only for cifar10 and cifar100, not {dataset!r}")
-    places = [Path(data_dir), Path(data_dir) / "cifar-n", _SHARED_CIFAR_N]
+    places = [Path(data_dir), Path(data_dir) / "cifar-n"]
     for place in places:
         if (place / name).is_file():
             return place / name
-    raise SelfAdaptError(f"{name} not found; put the CIFAR-N file in {places[1]} "
-                         f"(looked in {', '.join(map(str, places))})")
+    raise SelfAdaptError(f"{name} not found in {places[0]} or {places[1]}; put the CIFAR-N file in {places[1]} "
+                         f"or point the data folder (--data-dir, $SELFADAPT_DATA) at where it is")
 
 
 def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: float, seed: int, num_classes: int,
-            dataset: str = "", coarse_labels: torch.Tensor | None = None, source_index: torch.Tensor | None = None,
-            human_labels: np.ndarray | None = None, mean=None, std=None
+            dataset: str = "", variant: str | None = None, coarse_labels: torch.Tensor | None = None,
+            source_index: torch.Tensor | None = None, human_labels: np.ndarray | None = None, mean=None, std=None
             ) -> tuple[torch.Tensor, torch.Tensor, NoiseRecord]:
     """Corrupt a fraction ``rate`` of the training set; return new ``(images, labels, record)``.
 
@@ -208,7 +222,11 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
     CPU; neither is modified. ``kind="none"`` or ``rate=0`` (except ``human``) changes nothing.
 
     - ``dataset`` (``"cifar10"``, ``"cifar100"``, ...) picks the asymmetric mapping and is
-      required for ``human``; ``coarse_labels`` ``(N,)`` are needed for CIFAR-100 asymmetric noise.
+      required for ``human``; ``coarse_labels`` ``(N,)`` are needed for CIFAR-100 asymmetric noise
+      of the default variant.
+    - ``variant``: ``"superclass"`` (default) or ``"index-blocks"`` for CIFAR-100 asymmetric noise
+      (module docstring); for ``human`` it may repeat the variant ``human_labels`` carry. The
+      record keeps it; any other variant, kind or data set raises SelfAdaptError.
     - ``human``: sample k takes ``human_labels[source_index[k]]`` (``source_index`` is each
       sample's position in the official training order, default ``arange(N)``); ``labels`` must
       be the clean labels: with labels from :func:`load_human_labels` they are checked exactly
@@ -227,9 +245,10 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
     """
     y, n = _validate(images, labels, kind, rate, seed, num_classes)
     dataset = str(dataset).lower()
+    variant = _variant(kind, dataset, variant, human_labels)
     rng = np.random.default_rng(seed)
     if kind == "none" or (rate == 0 and kind != "human"):
-        record = NoiseRecord(kind, 0.0, seed, None, np.zeros(0, np.int64), y, y.copy())
+        record = NoiseRecord(kind, 0.0, seed, variant, np.zeros(0, np.int64), y, y.copy())
         return images.clone(), labels.clone().long(), record
     if kind in INPUT_CORRUPTIONS:
         idx = _choose(rng, n, rate)
@@ -238,7 +257,6 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
         out[torch.from_numpy(idx)] = torch.from_numpy(corrupted)
         record = NoiseRecord(kind, float(rate), seed, None, idx, y, y.copy(), _digest(corrupted))
         return out, labels.clone().long(), record
-    variant = None
     if kind in ("symmetric", "symmetric-exclusive"):
         idx = _choose(rng, n, rate)
         new = y.copy()
@@ -249,7 +267,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
                 raise SelfAdaptError("symmetric-exclusive noise needs at least 2 classes")
             new[idx] = (y[idx] + rng.integers(1, num_classes, size=len(idx))) % num_classes
     elif kind == "asymmetric":
-        mapping = _asymmetric_mapping(dataset, num_classes, y, coarse_labels)
+        mapping = _asymmetric_mapping(dataset, variant, num_classes, y, coarse_labels)
         new, chosen = y.copy(), []
         for source in sorted(mapping):
             members = np.flatnonzero(y == source)
@@ -258,7 +276,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
             chosen.append(pick)
         idx = np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
     else:
-        new, variant = _human(y, dataset, num_classes, source_index, human_labels)
+        new = _human(y, dataset, num_classes, source_index, human_labels)
         idx = np.flatnonzero(new != y).astype(np.int64)
         rate = float(np.mean(new != y)) if n else 0.0
     record = NoiseRecord(kind, float(rate), seed, variant, idx, y, new)
@@ -269,9 +287,10 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reproduce a saved corruption exactly on the same data.
 
-    ``kwargs`` are those given to :func:`corrupt` (``kind``, ``rate`` and ``seed`` come from the
-    record; if passed they must agree with it). Label noise reapplies ``record.new_labels``; input
-    noise is regenerated from the seed and checked against the record's indices and digest.
+    ``kwargs`` are those given to :func:`corrupt` (``kind``, ``rate``, ``seed`` and ``variant``
+    come from the record; if passed they must agree with it). Label noise reapplies
+    ``record.new_labels``, whatever its variant; input noise is regenerated from the seed and
+    checked against the record's indices and digest.
 
     Example
     -------
@@ -284,6 +303,9 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
     for name in ("kind", "rate", "seed"):
         if name in kwargs and kwargs.pop(name) != getattr(record, name) and name in checked:
             raise SelfAdaptError(f"replay: {name} differs from the record's ({getattr(record, name)})")
+    variant = kwargs.pop("variant", None)
+    if variant is not None and variant != record.variant:
+        raise SelfAdaptError(f"replay: variant differs from the record's ({record.variant})")
     unknown = set(kwargs) - {"num_classes", "dataset", "coarse_labels", "source_index", "human_labels",
                              "mean", "std"}
     if unknown:
@@ -334,11 +356,33 @@ def _choose(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
     return np.sort(rng.choice(n, size=int(round(rate * n)), replace=False)).astype(np.int64)
 
 
-def _asymmetric_mapping(dataset: str, num_classes: int, y: np.ndarray, coarse_labels) -> dict[int, int]:
+def _variant(kind: str, dataset: str, variant: str | None, human_labels) -> str | None:
+    """The variant to apply and record: checked, or the default of ``kind`` on ``dataset``."""
+    if kind == "human":
+        carried = getattr(human_labels, "variant", None)
+        if variant is not None and variant != carried:
+            raise SelfAdaptError(f"human noise takes its variant from human_labels (load_human_labels(path, "
+                                 f"variant=...)); they carry {carried!r}, not {variant!r}")
+        return carried
+    choices = ASYMMETRIC_VARIANTS.get(dataset, ()) if kind == "asymmetric" else ()
+    if variant is None or variant in choices:
+        return variant or (choices[0] if choices else None)
+    if choices:
+        raise SelfAdaptError(f"unknown {kind} noise variant {variant!r} for {dataset}; choose from {', '.join(choices)}")
+    where = f"{kind} noise on {dataset or 'unnamed data'}" if kind == "asymmetric" else f"{kind} noise"
+    raise SelfAdaptError(f"{where} has no variant (got {variant!r}); variants exist for asymmetric noise on "
+                         f"{', '.join(ASYMMETRIC_VARIANTS)} and for human noise")
+
+
+def _asymmetric_mapping(dataset: str, variant: str | None, num_classes: int, y: np.ndarray,
+                        coarse_labels) -> dict[int, int]:
+    needed = {"cifar10": 10, "cifar100": 100}.get(dataset, num_classes)
+    if num_classes != needed:
+        raise SelfAdaptError(f"{dataset} asymmetric noise needs {needed} classes, got {num_classes}")
     if dataset == "cifar10":
-        if num_classes != 10:
-            raise SelfAdaptError(f"cifar10 asymmetric noise needs 10 classes, got {num_classes}")
         return dict(CIFAR10_ASYMMETRIC)
+    if variant == "index-blocks":
+        return {c: c - c % 5 + (c + 1) % 5 for c in range(num_classes)}
     if dataset == "cifar100":
         if coarse_labels is None:
             raise SelfAdaptError("asymmetric noise on cifar100 needs the coarse (superclass) labels")
@@ -356,7 +400,7 @@ def _asymmetric_mapping(dataset: str, num_classes: int, y: np.ndarray, coarse_la
     return {c: (c + 1) % num_classes for c in range(num_classes)}
 
 
-def _human(y, dataset, num_classes, source_index, human_labels) -> tuple[np.ndarray, str | None]:
+def _human(y, dataset, num_classes, source_index, human_labels) -> np.ndarray:
     if dataset not in HUMAN_FILES:
         raise SelfAdaptError(f"human label noise exists only for cifar10 and cifar100, not {dataset or 'unnamed data'!r}")
     if human_labels is None:
@@ -383,7 +427,7 @@ def _human(y, dataset, num_classes, source_index, human_labels) -> tuple[np.ndar
     if not aligned:
         raise SelfAdaptError("CIFAR-N labels are not aligned with this data (pass the clean labels in "
                              "the official training order, or source_index)")
-    return new, getattr(human_labels, "variant", None)
+    return new
 
 
 def _corrupt_images(rng, kind, images: np.ndarray, idx: np.ndarray, mean, std) -> np.ndarray:
@@ -413,10 +457,10 @@ def _corrupt_images(rng, kind, images: np.ndarray, idx: np.ndarray, mean, std) -
 def _gaussian_stats(images: np.ndarray, mean, std) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std on the [0, 1] scale: as given, or measured on ``images``."""
     channels = images.shape[1]
-    measured = _channel_stats(images) if mean is None or std is None else (None, None)
+    measured = channel_stats(torch.from_numpy(images)) if mean is None or std is None else (None, None)
     stats = []
     for name, given, fallback in (("mean", mean, measured[0]), ("std", std, measured[1])):
-        v = fallback if given is None else np.asarray(given, np.float64).reshape(-1)
+        v = np.asarray(fallback if given is None else given, np.float64).reshape(-1)
         if v.size == 1:
             v = np.repeat(v, channels)
         if v.shape != (channels,) or not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > 1:
@@ -425,39 +469,15 @@ def _gaussian_stats(images: np.ndarray, mean, std) -> tuple[np.ndarray, np.ndarr
     return stats[0], stats[1]
 
 
-def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    channels = images.shape[1]
-    total, squares = np.zeros(channels), np.zeros(channels)
-    for s in range(0, len(images), _CHUNK):
-        x = images[s:s + _CHUNK].astype(np.float64) / 255.0
-        total += x.sum(axis=(0, 2, 3))
-        squares += (x * x).sum(axis=(0, 2, 3))
-    count = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
-    mean = total / count
-    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
-
-
 def _digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
-
-
-def _numpy_reconstruction_globals() -> list:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 1.26 has only numpy.core
-        from numpy.core import multiarray
-    allowed = [np.ndarray, np.dtype, type(np.dtype(np.int64)), type(np.dtype(np.int32))]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
-    return allowed
 
 
 def _read_cifar_n(path: Path) -> dict:
     if not path.is_file():
         raise SelfAdaptError(f"CIFAR-N file not found: {path}")
     try:
-        with torch.serialization.safe_globals(_numpy_reconstruction_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch_load_arrays(path)
     except pickle.UnpicklingError as e:
         reason = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         raise SelfAdaptError(f"{path} holds more than numpy arrays and was not loaded "

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import logging
 import os
-import pickle
 import tarfile
 import tempfile
 import urllib.request
@@ -41,11 +39,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from selfadapt.data.safe_pickle import load_array_pickle
 from selfadapt.errors import SelfAdaptError
 
 __all__ = [
     "CIFAR10_MD5", "CIFAR10_URL", "CIFAR100_MD5", "CIFAR100_URL", "DATASETS", "DIGITS_TEST_SIZE",
-    "Dataset", "ImageSet", "class_balanced_subset", "default_data_dir", "digits_split",
+    "Dataset", "ImageSet", "channel_stats", "class_balanced_subset", "default_data_dir", "digits_split",
     "load_dataset", "load_stl10_unlabeled",
 ]
 
@@ -313,21 +312,27 @@ def _split(images: np.ndarray | torch.Tensor, labels) -> ImageSet:
     return ImageSet(images, labels, torch.arange(len(labels)))
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Exact per-channel mean and std on [0, 1], from a 256-bin histogram (float64)."""
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std on [0, 1] of uint8 ``(N, C, H, W)`` images, from a 256-bin
+    histogram (float64), rounded to 6 decimals; 0 and 0 where there are no pixels.
+
+    >>> channel_stats(torch.tensor([[[[0, 255]]]], dtype=torch.uint8))
+    ((0.5,), (0.5,))
+    """
     means, stds = [], []
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     for c in range(images.shape[1]):
         counts = torch.bincount(images[:, c].reshape(-1), minlength=256).to(torch.float64)
-        mean = float((counts * levels).sum() / counts.sum())
-        var = float((counts * (levels - mean) ** 2).sum() / counts.sum())
+        pixels = max(float(counts.sum()), 1.0)
+        mean = float((counts * levels).sum()) / pixels
+        var = float((counts * (levels - mean) ** 2).sum()) / pixels
         means.append(round(mean, 6))
         stds.append(round(var ** 0.5, 6))
     return tuple(means), tuple(stds)
 
 
 def _with_stats(name, train, test, classes, **extra) -> Dataset:
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     return Dataset(name, train, test, classes, mean, std, **extra)
 
 
@@ -426,27 +431,9 @@ def _load_fashion_mnist(root: Path, download: bool) -> Dataset:
 # CIFAR-10 / CIFAR-100: python pickles, from a folder or the official archive
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings and numpy arrays; refuses every other global."""
-
-    _reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy(._)core.multiarray._reconstruct
-    _allowed = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed") from None
-
-
 def _unpickle(data: bytes, where: str) -> dict:
     try:
-        obj = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+        obj = load_array_pickle(data)
     except Exception as e:  # a corrupt pickle can raise almost anything
         raise SelfAdaptError(f"cannot read {where}: {e}") from None
     if not isinstance(obj, dict):
@@ -711,7 +698,8 @@ def _read_images(paths: list[Path], root: Path) -> np.ndarray:
 def _load_imagefolder(path: str) -> Dataset:
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise SelfAdaptError(f"image folder {root} does not exist; expected {root}/train/<class>/<images> "
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise SelfAdaptError(f"image folder {root} {problem}; expected {root}/train/<class>/<images> "
                              f"or {root}/<class>/<images>")
     has_train = (root / "train").is_dir()
     train_found = _scan_classes(root / "train" if has_train else root, root)

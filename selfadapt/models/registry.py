@@ -67,28 +67,34 @@ class Classifier(nn.Module):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """How to build one model, with its defaults.
+
+    >>> MODELS["vgg16-bn"].dropout, MODELS["resnet18"].dropout
+    (0.5, None)
+    """
+
     build: Callable[[int, int, int, float], nn.Module]  # (in_channels, image_size, width, dropout) -> backbone
     width: int            # default `width`: base channels, widen factor or hidden units (see `about`)
-    dropout: bool         # whether `dropout` is honoured; the others accept only None or 0
+    dropout: float | None  # default `dropout`; None: the model has none (it accepts only None or 0)
     about: str            # one line for `--help` and error messages
 
 
 MODELS: dict[str, ModelSpec] = {
-    "resnet18": ModelSpec(lambda c, s, w, p: ResNet((2, 2, 2, 2), in_channels=c, width=w), 64, False,
+    "resnet18": ModelSpec(lambda c, s, w, p: ResNet((2, 2, 2, 2), in_channels=c, width=w), 64, None,
                           "CIFAR ResNet-18, base width (64)"),
-    "resnet34": ModelSpec(lambda c, s, w, p: ResNet((3, 4, 6, 3), in_channels=c, width=w), 64, False,
+    "resnet34": ModelSpec(lambda c, s, w, p: ResNet((3, 4, 6, 3), in_channels=c, width=w), 64, None,
                           "CIFAR ResNet-34, base width (64)"),
-    "preact-resnet18": ModelSpec(lambda c, s, w, p: PreActResNet((2, 2, 2, 2), in_channels=c, width=w), 64, False,
+    "preact-resnet18": ModelSpec(lambda c, s, w, p: PreActResNet((2, 2, 2, 2), in_channels=c, width=w), 64, None,
                                  "pre-activation ResNet-18, base width (64)"),
-    "wrn-28-10": ModelSpec(lambda c, s, w, p: WideResNet(28, w, in_channels=c, dropout=p), 10, True,
+    "wrn-28-10": ModelSpec(lambda c, s, w, p: WideResNet(28, w, in_channels=c, dropout=p), 10, 0.0,
                            "Wide ResNet 28, widen factor (10), dropout in blocks"),
-    "wrn-34-10": ModelSpec(lambda c, s, w, p: WideResNet(34, w, in_channels=c, dropout=p), 10, True,
+    "wrn-34-10": ModelSpec(lambda c, s, w, p: WideResNet(34, w, in_channels=c, dropout=p), 10, 0.0,
                            "Wide ResNet 34 (TRADES), widen factor (10), dropout in blocks"),
-    "vgg16-bn": ModelSpec(lambda c, s, w, p: VGG(in_channels=c, image_size=s, width=w, dropout=p), 64, True,
-                          "VGG-16 with batch norm, base width (64), dropout 0.5 = Deep Gamblers/SAT network"),
-    "cnn": ModelSpec(lambda c, s, w, p: CNN(in_channels=c, image_size=s, width=w, dropout=p), 16, True,
+    "vgg16-bn": ModelSpec(lambda c, s, w, p: VGG(in_channels=c, image_size=s, width=w, dropout=p), 64, 0.5,
+                          "VGG-16 with batch norm, base width (64), dropout (0.5) as the Deep Gamblers/SAT network"),
+    "cnn": ModelSpec(lambda c, s, w, p: CNN(in_channels=c, image_size=s, width=w, dropout=p), 16, 0.0,
                      "small 3-layer CNN for CPU runs, base width (16)"),
-    "mlp": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, hidden=w, dropout=p), 512, True,
+    "mlp": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, hidden=w, dropout=p), 512, 0.0,
                      "2-hidden-layer MLP, hidden units (512)"),
 }
 
@@ -104,7 +110,11 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
     """A freshly initialised :class:`Classifier` called ``name`` for images in [0, 1].
 
     ``mean``/``std`` (default 0.5 per channel) normalise inside the model; ``width`` and ``dropout``
-    default per model (see :data:`MODELS`). Bad names or arguments raise :class:`SelfAdaptError`.
+    default per model (see :data:`MODELS`: dropout 0.5 for ``vgg16-bn``, the reference network, 0
+    elsewhere); ``dropout=0`` turns it off. Bad names or arguments raise :class:`SelfAdaptError`.
+
+    >>> build_model("vgg16-bn", num_classes=10, width=8).backbone.features[-1].p
+    0.5
     """
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -120,11 +130,11 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
         raise SelfAdaptError(f"mean and std need one value per channel ({in_channels}), got {len(mean)} and {len(std)}")
     if any(s <= 0 for s in std):
         raise SelfAdaptError(f"std must be positive, got {std}")
-    dropout = 0.0 if dropout is None else float(dropout)
+    dropout = float(spec.dropout or 0.0) if dropout is None else float(dropout)
     if not 0.0 <= dropout < 1.0:
         raise SelfAdaptError(f"dropout must lie in [0, 1), got {dropout}")
-    if dropout and not spec.dropout:
-        with_dropout = ", ".join(n for n, s in MODELS.items() if s.dropout)
+    if dropout and spec.dropout is None:
+        with_dropout = ", ".join(n for n, s in MODELS.items() if s.dropout is not None)
         raise SelfAdaptError(f"model {name!r} has no dropout option; models with dropout: {with_dropout}")
     backbone = spec.build(int(in_channels), int(image_size), int(width), dropout)
     return Classifier(Normalize(mean, std), backbone, int(num_classes))

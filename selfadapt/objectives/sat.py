@@ -29,12 +29,14 @@ class CrossEntropy(nn.Module):
 class SelfAdaptiveTraining(nn.Module):
     """SAT loss: train against a per-sample moving average of the model's own predictions.
 
-    Before ``start_epoch`` it is cross-entropy on the given labels. From then on, for every batch:
+    Before ``start_epoch`` it is plain cross-entropy on the given labels (with or without
+    ``sce_weights``, as the authors' SAT and SAT-SCE). From then on, for every batch:
     ``p = softmax(logits)`` (no gradient), ``t <- m t + (1 - m) p`` (before the loss), weights
     ``w = max_j t_j`` rescaled to average 1 over the batch, ``loss = mean(w * CE(t, logits))``.
+    With ``sce_weights=(a, b)`` the per-sample loss from ``start_epoch`` on is
+    ``-a sum t log p - b sum p log t`` (``log t`` clamped at ``log 1e-4``) instead.
     Under ``torchrun`` the weights average to 1 over the global batch of all processes, as in the
     authors' DataParallel training.
-    With ``sce_weights=(a, b)`` the per-sample loss is ``-a sum t log p - b sum p log t`` instead.
 
     Example
     -------
@@ -70,10 +72,7 @@ class SelfAdaptiveTraining(nn.Module):
                 epoch: int) -> torch.Tensor:
         logits = logits.float()
         if epoch < self.start_epoch:
-            if self.sce_weights is None:
-                return F.cross_entropy(logits, targets)
-            soft = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
-            return self._per_sample(logits, soft).mean()
+            return F.cross_entropy(logits, targets)
         soft = self.store.update(index, F.softmax(logits.detach(), dim=1))
         weight = soft.max(dim=1).values
         total, count = distributed.sum_and_count(weight)
