@@ -41,11 +41,15 @@ import torch
 
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import EngineConfig, Trainer, evaluate, predict_probabilities
-from selfadapt.experiment import (PreparedData, RunConfig, configure_determinism, make_model_factory,
-                                  prepare_data, resolve_device, validate)
-from selfadapt.label_issues import label_issue_scores
-from selfadapt.objectives import ObjectiveContext, build_objective, sat_loss_of
+from selfadapt.engine import Trainer
+from selfadapt.evaluators import EvalData, predict_logits
+from selfadapt.evaluators.accuracy import TestAccuracy
+from selfadapt.experiment import PreparedData, configure_determinism, model_factory, prepare_data, resolve_device
+from selfadapt.label_issues import label_issue_scores, suspected_label_errors
+from selfadapt.objectives import MethodContext, build_objective, get_method
+from selfadapt.objectives.base import Objective
+from selfadapt.settings import RunConfig
+from selfadapt.targets import label_distribution_store
 
 CLEANLAB_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
@@ -87,39 +91,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def run_config(args) -> RunConfig:
-    return RunConfig(
+def run_config(args, method: str = "sat", momentum: float | None = None) -> RunConfig:
+    sat = {"sat_momentum": momentum or args.sat_momentum[0], "sat_start_epoch": args.sat_start_epoch}
+    return RunConfig.from_flat(dict(
         dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, model=args.model, width=args.width,
-        method="sat", noise=args.noise, noise_rate=args.noise_rate, noise_seed=args.noise_seed, seed=args.seed,
+        method=method, noise=args.noise, noise_rate=args.noise_rate, noise_seed=args.noise_seed, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, sat_momentum=args.sat_momentum[0],
-        sat_start_epoch=args.sat_start_epoch, augment=args.augment, device=args.device, progress=False)
+        weight_decay=args.weight_decay, schedule=args.schedule, augment=args.augment, device=args.device,
+        progress=False, **(sat if method == "sat" else {})))
 
 
-def train(config: RunConfig, data: PreparedData, method: str, rows: torch.Tensor, *, seed: int, device: str):
-    """Train a fresh model with ``method`` on the training rows ``rows``; return (model, objective, history).
+def test_accuracy(model, data: PreparedData, device: str) -> float:
+    test = data.dataset.test
+    loader = DeviceLoader(test.images, test.labels, batch_size=1024, device=device)
+    return TestAccuracy()(model, Objective(), EvalData(loader, loader, None, data.dataset.num_classes), 0)["test_accuracy"]
+
+
+def train(config: RunConfig, data: PreparedData, rows: torch.Tensor, *, seed: int, device: str):
+    """Train a fresh model with ``config``'s method on the training rows ``rows``; return (model, objective, history).
 
     Mirrors ``run_experiment`` (same model factory, objective options, engine and loader), except
-    that the test set is not evaluated every epoch (the Trainer gets an empty test loader), so the
-    wall time is training time.
+    that no evaluator runs during training, so the wall time is training time.
     """
     configure_determinism(config, device)
     torch.manual_seed(seed)
-    factory = make_model_factory(config, data.dataset)
-    model = factory()
+    method = get_method(config.method.method)
+    model = model_factory(config, data.dataset, method)()
     labels = data.labels[rows]
-    options = {"sat_momentum": config.sat_momentum, "sat_start_epoch": config.sat_start_epoch,
-               "noise_rate": config.noise_rate, "seed": seed}
-    objective = build_objective(method, ObjectiveContext(labels=labels, num_classes=data.dataset.num_classes,
-                                                         epochs=config.epochs, model_factory=factory,
-                                                         options=options))
-    engine = EngineConfig(epochs=config.epochs, optimizer=config.optimizer, lr=config.lr, momentum=config.momentum,
-                          nesterov=config.nesterov, weight_decay=config.weight_decay, schedule=config.schedule,
-                          device=device, amp=config.amp, channels_last=False, progress=False)
-    train_loader = DeviceLoader(data.images[rows], labels, batch_size=config.batch_size, shuffle=True,
-                                seed=seed, augment=Augment(config.augment), device=device)
-    no_test = DeviceLoader(data.images[:0], data.labels[:0], batch_size=1, device=device)
-    trainer = Trainer(model, objective, train_loader, no_test, engine, clean_labels=data.clean_labels[rows])
+    objective = build_objective(method.name, MethodContext(labels=labels, num_classes=data.dataset.num_classes,
+                                                           epochs=config.engine.epochs, seed=seed),
+                                config.method.options)
+    engine = dataclasses.replace(config.engine, device=device, channels_last=False, progress=False)
+    train_loader = DeviceLoader(data.images[rows], labels, batch_size=config.data.batch_size, shuffle=True,
+                                seed=seed, augment=Augment(config.data.augment), device=device)
+    trainer = Trainer(model, objective, train_loader, engine)
     history = trainer.fit()
     return trainer.model, objective, history
 
@@ -157,8 +162,7 @@ def main(argv=None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = run_config(args)
-    validate(config)
-    device = resolve_device(config.device)
+    device = resolve_device(config.engine.device)
     hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
                 "python": platform.python_version(), "torch": torch.__version__, "cleanlab": cleanlab.__version__,
@@ -174,28 +178,24 @@ def main(argv=None) -> dict:
           f"model {args.model}, {args.epochs} epochs, batch {args.batch_size}, {args.optimizer} lr {args.lr} "
           f"{args.schedule}, wd {args.weight_decay}, augment {args.augment}; SAT momentum {args.sat_momentum}, "
           f"start epoch {args.sat_start_epoch}")
-    test = data.dataset.test
-    test_loader = DeviceLoader(test.images, test.labels, batch_size=1024, device=device)
     all_rows = torch.arange(n)
     results = []
 
     # 1. SAT: one run on everything per momentum asked for (the first is the headline row).
     sat_test, sat_history = {}, {}
     for momentum in args.sat_momentum:
-        sat_config = dataclasses.replace(config, sat_momentum=momentum)
         start = time.perf_counter()
-        model, objective, history = train(sat_config, data, "sat", all_rows, seed=args.seed, device=device)
+        model, objective, history = train(run_config(args, "sat", momentum), data, all_rows, seed=args.seed,
+                                          device=device)
         sat_seconds = time.perf_counter() - start
-        sat = sat_loss_of(objective)
-        issues = sat.suspected_label_errors()
-        targets = sat.targets.detach().cpu()
+        targets = label_distribution_store(objective).values.detach().cpu()
+        issues = suspected_label_errors(targets, data.labels.cpu())
         sat_score = 1.0 - targets[torch.arange(n), data.labels.cpu()].numpy()
         key = f"{momentum:g}"
-        sat_test[key], sat_history[key] = evaluate(model, test_loader), history
-        last = history[-1]
-        print(f"SAT momentum {momentum:g}: {sat_seconds:.1f} s, final train acc (given/clean labels, augmented "
-              f"view) {last['train_accuracy_given']:.4f}/{last['train_accuracy_clean']:.4f}, test acc "
-              f"{sat_test[key]:.4f}, {len(issues.index)} flagged")
+        sat_test[key], sat_history[key] = test_accuracy(model, data, device), history
+        print(f"SAT momentum {momentum:g}: {sat_seconds:.1f} s, final train acc (given labels, augmented "
+              f"view) {history[-1]['train_accuracy_given']:.4f}, test acc {sat_test[key]:.4f}, "
+              f"{len(issues.index)} flagged")
         results.append(row(f"SAT, argmax target != label (momentum {momentum:g}, start epoch {args.sat_start_epoch})",
                            issues.index.cpu().numpy(), is_error, float(args.epochs), sat_seconds,
                            roc_auc(sat_score, is_error.numpy()), test_accuracy=sat_test[key],
@@ -209,10 +209,10 @@ def main(argv=None) -> dict:
     for k, (train_idx, held_idx) in enumerate(folds.split(np.zeros(n), given)):
         t0 = time.perf_counter()
         train_rows, held_rows = torch.as_tensor(train_idx), torch.as_tensor(held_idx)
-        model, _, history = train(config, data, "ce", train_rows, seed=args.seed + k, device=device)
+        model, objective, history = train(run_config(args, "ce"), data, train_rows, seed=args.seed + k, device=device)
         held = DeviceLoader(data.images[held_rows], data.labels[held_rows], batch_size=1024, device=device)
-        pred_probs[held_idx] = predict_probabilities(model, held).numpy()
-        fold_test.append(evaluate(model, test_loader))
+        pred_probs[held_idx] = torch.softmax(predict_logits(model, objective, held), 1).cpu().numpy()
+        fold_test.append(test_accuracy(model, data, device))
         held_acc = float((pred_probs[held_idx].argmax(1) == given[held_idx]).mean())
         print(f"cleanlab fold {k + 1}/{args.folds}: trained on {len(train_idx)}, {time.perf_counter() - t0:.1f} s, "
               f"final train acc (given) {history[-1]['train_accuracy_given']:.4f}, held-out acc vs given "

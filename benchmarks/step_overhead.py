@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 from selfadapt.data.datasets import load_dataset
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import EngineConfig, Trainer
+from selfadapt.engine import Trainer
 from selfadapt.models import build_model
 from selfadapt.objectives import CrossEntropy, LogitLoss, SelfAdaptiveTraining
+from selfadapt.settings import EngineSettings
 
 
 def sync(device):
@@ -47,7 +48,7 @@ def time_steps(model, loss_fn, batches, device, amp):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sync(device)
     start = time.perf_counter()
-    for x, y, index in batches:
+    for (x,), y, index in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = loss_fn(model(x), y, index, 100)
         optimizer.zero_grad(set_to_none=True)
@@ -121,10 +122,9 @@ def main():
 
     # 2. Engine epoch vs bare loop over the same tensors (CE, no augmentation, no test set).
     engine_model = build(args, dataset, device)
-    empty = DeviceLoader(images[:0], labels[:0], batch_size=args.batch_size, device=device)
     trainer = Trainer(engine_model, LogitLoss(CrossEntropy()), DeviceLoader(
         images, labels, batch_size=args.batch_size, shuffle=True, seed=0, device=device,
-        channels_last=device.type == "cuda"), empty, EngineConfig(epochs=1, lr=0.01, device=str(device), progress=False))
+        channels_last=device.type == "cuda"), EngineSettings(epochs=1, lr=0.01, device=str(device), progress=False))
     bare_model = build(args, dataset, device)
     engine_epoch(trainer, 0)  # warm-up
     bare_epoch(bare_model, images, labels, args.batch_size, device, amp, memory_format)
