@@ -18,7 +18,7 @@ import torch
 from selfadapt import distributed
 from selfadapt.data.augment import Augment
 from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
-from selfadapt.data.datasets import Dataset, class_balanced_subset, default_data_dir, load_dataset
+from selfadapt.data.datasets import Dataset, ImageSet, class_balanced_subset, default_data_dir, load_dataset
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine import Trainer
 from selfadapt.errors import SelfAdaptError
@@ -48,14 +48,30 @@ def resolve_device(name: str) -> str:
 
 
 @dataclass
+class Split:
+    """Images with their given (possibly corrupted) and true labels, and their rows in the data set's
+    training split (``ImageSet.source_index`` maps those to the official order)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    clean_labels: torch.Tensor
+    rows: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> Split:
+        return Split(self.images[rows], self.labels[rows], self.clean_labels[rows], self.rows[rows])
+
+
+@dataclass
 class PreparedData:
-    """The training data as the run sees it, with its truth kept beside it."""
+    """The training data as the run sees it, with its truth kept beside it, and the validation split
+    held out of it (``val``, ``None`` without ``--val-size``; its labels are corrupted like the rest)."""
 
     dataset: Dataset
     images: torch.Tensor          # training images after any input corruption
     labels: torch.Tensor          # given (possibly corrupted) labels
     clean_labels: torch.Tensor
-    noise: object                 # NoiseRecord
+    noise: object                 # NoiseRecord, over the training split before the validation split is held out
+    val: Split | None = None
 
     @property
     def label_errors(self) -> torch.Tensor:
@@ -96,7 +112,19 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
         what = "images corrupted" if data.noise in INPUT_CORRUPTIONS else "labels wrong"
         print(f"{data.noise} noise (rate {data.noise_rate}, seed {data.noise_seed}): "
               f"{record.realised_error_rate:.2%} of {len(labels)} training {what}")
-    return PreparedData(dataset, images, labels, train.labels.clone(), record)
+    everything = Split(images, labels, train.labels.clone(), torch.arange(len(labels)))
+    if not data.val_size:
+        return PreparedData(dataset, images, labels, everything.clean_labels, record)
+    if data.val_size >= len(labels):
+        raise SelfAdaptError(f"--val-size {data.val_size} leaves nothing to train on: the training set has "
+                             f"{len(labels)} samples")
+    held = class_balanced_subset(ImageSet(images, labels, everything.rows), data.val_size, seed=config.data_seed)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[held.source_index] = False
+    kept = everything.select(keep.nonzero().flatten())
+    dataset.train = train.select(kept.rows)
+    return PreparedData(dataset, kept.images, kept.labels, kept.clean_labels, record,
+                        everything.select(held.source_index))
 
 
 def model_factory(config: RunConfig, dataset: Dataset, method: Method):
@@ -149,11 +177,13 @@ def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunPar
                                 shard=(distributed.rank(), distributed.world_size()))
     eval_batch = config.engine.eval_batch_size
     test = data.dataset.test
+    def loader(images, labels):
+        return DeviceLoader(images, labels, batch_size=eval_batch, device=device, channels_last=channels_last)
     eval_data = EvalData(
-        test=DeviceLoader(test.images, test.labels, batch_size=eval_batch, device=device, channels_last=channels_last),
-        train=DeviceLoader(data.images, data.labels, batch_size=eval_batch, device=device, channels_last=channels_last),
+        test=loader(test.images, test.labels), train=loader(data.images, data.labels),
         clean_labels=data.clean_labels if data.truth_known else None,
-        num_classes=data.dataset.num_classes, amp=config.engine.amp)
+        num_classes=data.dataset.num_classes, amp=config.engine.amp,
+        val=None if data.val is None else loader(data.val.images, data.val.labels))
     evaluators = build_evaluators(config.eval.evaluators, config.eval.options)
     return RunParts(config, device, data, method, model, objective, evaluators, eval_data, train_loader)
 

@@ -121,6 +121,9 @@ class DataSettings:
                                  check=positive, must="be > 0")
     test_subset: int | None = setting(None, "evaluate on a fixed class-balanced subset of N test samples",
                                       check=positive, must="be > 0")
+    val_size: int | None = setting(None, "hold out a seeded class-balanced validation split of N training samples "
+                                         "(given labels) for choices that must not see the test set",
+                                   check=positive, must="be > 0")
     augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
     batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")

@@ -131,3 +131,20 @@ def test_subsets_are_class_balanced_and_recorded(tmp_path):
     assert len(record.original_labels) == 300
     assert np.bincount(record.original_labels).tolist() == [30] * 10
     assert json.loads((out / "config.json").read_text())["data"]["test_subset"] == 100
+
+
+def test_a_validation_split_is_held_out_of_the_training_data(tmp_path):
+    from selfadapt.experiment import prepare_data
+    from selfadapt.settings import RunConfig
+
+    config = RunConfig.from_flat({"dataset": "digits", "val_size": 200, "noise": "symmetric", "noise_rate": 0.4,
+                                  "method": "ce", "data_seed": 3})
+    data = prepare_data(config, verbose=False)
+    assert len(data.val.labels) == 200 and len(data.labels) == 1297 - 200
+    assert len(set(data.val.rows.tolist()) | set(data.dataset.train.source_index.tolist())) == 1297
+    assert torch.bincount(data.val.labels).tolist() == [20] * 10, "balanced on the given labels"
+    assert (data.val.labels != data.val.clean_labels).float().mean() > 0.2, "validation labels are noisy too"
+    again = prepare_data(config, verbose=False)
+    assert torch.equal(again.val.rows, data.val.rows)
+    with pytest.raises(Exception, match="leaves nothing to train on"):
+        prepare_data(RunConfig.from_flat({"dataset": "digits", "val_size": 1297, "method": "ce"}), verbose=False)

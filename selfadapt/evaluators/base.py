@@ -23,13 +23,16 @@ from selfadapt.settings import parse_options
 class EvalData:
     """What evaluators may look at. ``train`` iterates the training images as trained on (after any
     input corruption) without augmentation, in dataset order, with the given labels; ``clean_labels``
-    are the true training labels where known (injected or human noise), else ``None``."""
+    are the true training labels where known (injected or human noise), else ``None``; ``val`` is the
+    validation split held out of the training data (``--val-size``; given labels), for choices that
+    must not look at the test set."""
 
     test: DeviceLoader | None
     train: DeviceLoader
     clean_labels: torch.Tensor | None
     num_classes: int
     amp: bool = False
+    val: DeviceLoader | None = None
 
 
 class Evaluator:
