@@ -151,7 +151,8 @@ def cmd_presets(args) -> int:
     from selfadapt.presets import describe_presets
 
     for name, description, paper in describe_presets():
-        print(f"{name:28s} {description}" + (f" (paper: {paper:.2f}%)" if paper is not None else ""))
+        numbers = ", ".join(f"{metric} {value:.2f}%" for metric, value in paper.items())
+        print(f"{name:28s} {description}" + (f" (paper: {numbers})" if numbers else ""))
     return 0
 
 
