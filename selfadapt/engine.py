@@ -214,8 +214,8 @@ class Trainer:
             sums[0] += out.loss.detach().float() * n
             sums[1] += n
             if out.logits is not None:
-                labeled = batch.y >= 0
-                sums[2] += (out.logits.detach().argmax(1)[labeled] == batch.y[labeled]).sum()
+                labeled = batch.y >= 0  # counted with a mask product, not a mask index (no host sync)
+                sums[2] += ((out.logits.detach().argmax(1) == batch.y) & labeled).sum()
                 sums[3] += labeled.sum()
             for key, value in (out.metrics or {}).items():
                 extra[key] = extra.get(key, 0) + value.detach().float() * n
