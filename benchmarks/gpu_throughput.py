@@ -53,7 +53,7 @@ from selfadapt.rundir import RunDir
 from selfadapt.settings import RunConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_overhead import sync, time_steps  # noqa: E402  (the SAT/CE step timing, shared)
+from step_overhead import alternate_ce_and_sat, sync  # noqa: E402  (the SAT/CE step timing, shared)
 
 PROTOCOL_EPOCHS = 200        # SPEC section 3: 200 epochs over the 50,000 CIFAR-10 training images
 PROTOCOL_IMAGES = PROTOCOL_EPOCHS * 50_000
@@ -229,12 +229,7 @@ def time_steps_sat_over_ce(args, parts, device) -> dict:
     batches = list(itertools.islice(iter(parts.train_loader), args.step_batches))
     ce = CrossEntropy()
     sat = SelfAdaptiveTraining(parts.data.labels, parts.data.dataset.num_classes, start_epoch=0).to(device)
-    time_steps(model, ce, batches[:2], device, amp)   # warm-up
-    time_steps(model, sat, batches[:2], device, amp)
-    ce_times, sat_times = [], []
-    for _ in range(args.step_repeats):
-        ce_times.append(time_steps(model, ce, batches, device, amp))
-        sat_times.append(time_steps(model, sat, batches, device, amp))
+    ce_times, sat_times = alternate_ce_and_sat(model, ce, sat, batches, device, amp, args.step_repeats, warmup=2)
     ce_step, sat_step = (statistics.median(t) / len(batches) for t in (ce_times, sat_times))
     return {"ce_step_ms": 1e3 * ce_step, "sat_step_ms": 1e3 * sat_step, "sat_over_ce": sat_step / ce_step,
             "batches": len(batches), "repeats": args.step_repeats}

@@ -58,6 +58,17 @@ def time_steps(model, loss_fn, batches, device, amp):
     return time.perf_counter() - start
 
 
+def alternate_ce_and_sat(model, ce, sat, batches, device, amp, repeats, warmup=3):
+    """Seconds per pass over ``batches`` of CE and of SAT, in alternating blocks after a warm-up."""
+    time_steps(model, ce, batches[:warmup], device, amp)
+    time_steps(model, sat, batches[:warmup], device, amp)
+    ce_times, sat_times = [], []
+    for _ in range(repeats):
+        ce_times.append(time_steps(model, ce, batches, device, amp))
+        sat_times.append(time_steps(model, sat, batches, device, amp))
+    return ce_times, sat_times
+
+
 def bare_epoch(model, images, labels, batch_size, device, amp, memory_format):
     """The loop a user writes by hand: shuffle, slice, scale, forward, CE, backward, step."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -113,12 +124,7 @@ def main():
     model = build(args, dataset, device)
     ce = CrossEntropy()
     sat = SelfAdaptiveTraining(labels, dataset.num_classes, momentum=0.9, start_epoch=0).to(device)
-    time_steps(model, ce, batches[:3], device, amp)  # warm-up
-    time_steps(model, sat, batches[:3], device, amp)
-    ce_times, sat_times = [], []
-    for _ in range(args.repeats):
-        ce_times.append(time_steps(model, ce, batches, device, amp))
-        sat_times.append(time_steps(model, sat, batches, device, amp))
+    ce_times, sat_times = alternate_ce_and_sat(model, ce, sat, batches, device, amp, args.repeats)
 
     # 2. Engine epoch vs bare loop over the same tensors (CE, no augmentation, no test set).
     engine_model = build(args, dataset, device)
