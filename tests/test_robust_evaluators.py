@@ -1,5 +1,6 @@
 """Robust-accuracy evaluators (PGD, FGSM, AutoAttack) on a model trained on real digits, and an
 adversarial run end to end through the command line."""
+import csv
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from selfadapt.data.datasets import load_dataset
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.evaluators import EvalData, build_evaluators
 from selfadapt.evaluators.robust import fixed_subset
+from selfadapt.grid import run_grid
 from selfadapt.objectives import Objective
 from test_attacks import accuracy, digits_model  # noqa: F401  (the trained model, a session fixture)
 from test_cli import fails_with
@@ -76,3 +78,36 @@ def test_adversarial_run_end_to_end_and_eval_with_an_attack(tmp_path, capsys):
     fails_with(capsys, ["eval", str(out), "--attack", "cw", "--device", "cpu"], "unknown evaluator 'cw'")
     fails_with(capsys, ["eval", str(out), "--attack", "pgd", "--eps", "1.5", "--device", "cpu"],
                "robust_eps must lie in [0, 1]")
+
+
+def test_a_grid_reports_best_and_final_robust_accuracy_and_plots_robust_overfitting(tmp_path):
+    grid = tmp_path / "adv.toml"
+    grid.write_text("""
+name = "adv"
+methods = ["trades"]
+seeds = [0]
+[settings]
+dataset = "digits"
+model = "mlp"
+width = 32
+epochs = 3
+augment = "none"
+device = "cpu"
+evaluators = ["accuracy", "pgd"]
+robust_eps = 0.1
+robust_subset = 100
+pgd_steps = 5
+pgd_step_size = 0.03
+[method_settings.trades]
+attack_eps = 0.1
+attack_steps = 2
+attack_step_size = 0.05
+""")
+    out = run_grid(grid, tmp_path / "out")
+    with open(out / "results.csv") as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    metrics = [json.loads(line) for line in (out / "runs" / "trades-none-s0" / "metrics.jsonl").open()]
+    curve = [m["pgd_accuracy"] for m in metrics]
+    assert len(curve) == 3 and float(rows["trades"]["best_pgd_accuracy_mean"]) == pytest.approx(max(curve))
+    assert float(rows["trades"]["final_pgd_accuracy_mean"]) == pytest.approx(curve[-1])
+    assert (out / "plots" / "robust-overfitting-none.png").stat().st_size > 1000
