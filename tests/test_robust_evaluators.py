@@ -32,8 +32,11 @@ def test_pgd_and_fgsm_evaluators_on_a_fixed_subset(digits_model, eval_data):  # 
     assert [e for e in range(3) if fgsm.due(e, 3)] == [0, 1, 2]
     model.train()
     torch.manual_seed(0)
+    state = torch.get_rng_state()
     strong, fast = pgd(model, Objective(), eval_data, 4), fgsm(model, Objective(), eval_data, 4)
     assert model.training, "the evaluator restores the mode it found"
+    assert torch.equal(torch.get_rng_state(), state), "training's random draws do not depend on evaluation"
+    assert pgd(model, Objective(), eval_data, 6) == strong, "the same random starts every epoch"
     model.eval()
     subset = fixed_subset(500, 200)
     assert strong["pgd_examples"] == fast["fgsm_examples"] == 200

@@ -51,7 +51,8 @@ def test_images(data, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
 
 class RobustAccuracy(Evaluator):
     """``<name>_accuracy``: share of the (subset of) test images still classified correctly after the
-    attack; ``<name>_clean_accuracy`` on the same images; ``<name>_examples`` how many."""
+    attack; ``<name>_clean_accuracy`` on the same images; ``<name>_examples`` how many. Random starts
+    are drawn from a generator seeded with 0 at every call, apart from the global one that training uses."""
 
     higher_is_better = True
 
@@ -67,12 +68,14 @@ class RobustAccuracy(Evaluator):
         net = ClassLogits(model, objective)
         batch = min(data.test.batch_size, ATTACK_BATCH)
         correct = torch.zeros(2, dtype=torch.long, device=y.device)
-        for i in range(0, len(y), batch):
-            xb, yb = x[i:i + batch], y[i:i + batch]
-            x_adv = self.attack(net, xb, yb)
-            with torch.no_grad(), frozen(net):
-                correct[0] += (net(xb).argmax(1) == yb).sum()
-                correct[1] += (net(x_adv).argmax(1) == yb).sum()
+        with torch.random.fork_rng(devices=[y.device] if y.device.type == "cuda" else []):
+            torch.manual_seed(0)               # the same random starts every epoch; training's draws untouched
+            for i in range(0, len(y), batch):
+                xb, yb = x[i:i + batch], y[i:i + batch]
+                x_adv = self.attack(net, xb, yb)
+                with torch.no_grad(), frozen(net):
+                    correct[0] += (net(xb).argmax(1) == yb).sum()
+                    correct[1] += (net(x_adv).argmax(1) == yb).sum()
         clean, robust = (correct.float() / len(y)).tolist()
         return {self.primary: robust, f"{self.name}_clean_accuracy": clean, f"{self.name}_examples": len(y)}
 
