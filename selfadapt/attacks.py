@@ -177,7 +177,8 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
         raise SelfAdaptError(f"AutoAttack eps must lie in [0, 1], got {eps}")
     if version not in AUTOATTACK_VERSIONS:
         raise SelfAdaptError(f"unknown AutoAttack version {version!r}; choose from {', '.join(AUTOATTACK_VERSIONS)}")
-    with frozen(model):
+    # pyautoattack reseeds torch's global generator: fork it, so the caller's random draws stay as they were
+    with frozen(model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         runner = AutoAttack(model, norm="Linf", eps=eps, version=version, device=x.device, seed=seed)
         runner.verbose = False
         names = list(attacks) if attacks else list(runner.attacks_to_run)

@@ -201,7 +201,9 @@ def test_autoattack_is_at_least_as_strong_as_pgd(digits_model):
     x, y = x[:60], y[:60]
     torch.manual_seed(0)
     pgd_accuracy = accuracy(model, pgd(model, x, y, eps=EPS, steps=20, step_size=0.01), y)
+    state = torch.get_rng_state()
     result = autoattack(model, x, y, eps=EPS, attacks=["apgd-ce", "apgd-t"])
+    assert torch.equal(torch.get_rng_state(), state), "the caller's random generator is left as it was"
     assert result.clean_accuracy == pytest.approx(accuracy(model, x, y))
     assert list(result.after) == ["apgd-ce", "apgd-t"] and result.n_examples == 60
     assert result.after["apgd-ce"] >= result.after["apgd-t"] == result.robust_accuracy
