@@ -137,7 +137,8 @@ def check_attack(eps: float, steps: int, step_size: float) -> None:
 AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 
 
-def _autoattack_class():
+def autoattack_class():
+    """pyautoattack's ``AutoAttack``, or one clear line naming the extra that installs it."""
     try:
         from pyautoattack import AutoAttack
     except ImportError:
@@ -172,7 +173,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
 
     Example: ``autoattack(model, x[:1000], y[:1000], eps=8/255).robust_accuracy``.
     """
-    AutoAttack = _autoattack_class()
+    AutoAttack = autoattack_class()
     if not 0.0 <= eps <= 1.0:
         raise SelfAdaptError(f"AutoAttack eps must lie in [0, 1], got {eps}")
     if version not in AUTOATTACK_VERSIONS:

@@ -10,6 +10,7 @@ from torch import nn
 from selfadapt.attacks import autoattack, fgsm, frozen, pgd, trades_attack
 from selfadapt.data.datasets import load_dataset
 from selfadapt.errors import SelfAdaptError
+from selfadapt.evaluators import build_evaluators
 from selfadapt.models import build_model
 
 EPS = 0.1
@@ -241,5 +242,7 @@ def test_autoattack_resumes_from_its_state_file_and_refuses_another_evaluation(d
 
 def test_missing_pyautoattack_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyautoattack", None)
+    with pytest.raises(SelfAdaptError, match=r"pip install 'selfadapt\[adversarial\]'"):
+        build_evaluators(["accuracy", "autoattack"], {})         # when the run is built, before any training
     with pytest.raises(SelfAdaptError, match=r"pip install 'selfadapt\[adversarial\]'"):
         autoattack(nn.Linear(2, 2), torch.rand(2, 2), torch.tensor([0, 1]), eps=0.1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfadapt.attacks import AUTOATTACK_VERSIONS, autoattack, fgsm, frozen, model_fingerprint, pgd
+from selfadapt.attacks import AUTOATTACK_VERSIONS, autoattack, autoattack_class, fgsm, frozen, model_fingerprint, pgd
 from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, register_evaluator
 from selfadapt.settings import setting
 
@@ -91,6 +91,7 @@ class AutoAttackAccuracy(Evaluator):
 
     def __init__(self, *, eps: float, n_ex: int | None, version: str):
         super().__init__(final_only=True)
+        autoattack_class()                   # a missing package is reported before training, not after it
         self.eps, self.n_ex, self.version = eps, n_ex, version
 
     def __call__(self, model, objective, data, epoch):
