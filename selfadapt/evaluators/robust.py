@@ -17,7 +17,7 @@ from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, register_evaluat
 from selfadapt.settings import setting
 
 # Attacks keep every step's activations for the input gradient: at most this many images at once
-# (a WRN-34-10 in float32 at 256 images fits a 40 GB GPU).
+# (bounds the attack's memory; not tuned).
 ATTACK_BATCH = 256
 
 
