@@ -133,7 +133,15 @@ def cmd_eval(args) -> int:
     from selfadapt.evaluate import evaluate_checkpoint
 
     evaluators = [e for e in args.evaluators.split(",") if e] if args.evaluators else None
-    result = evaluate_checkpoint(args.checkpoint, device=args.device, data_dir=args.data_dir, evaluators=evaluators)
+    if args.attack is not None:
+        evaluators = [*(evaluators or []), args.attack]
+    options = {}
+    if args.n_ex is not None:
+        options.update(robust_subset=args.n_ex, autoattack_n_ex=args.n_ex)
+    if args.eps is not None:
+        options["robust_eps"] = args.eps
+    result = evaluate_checkpoint(args.checkpoint, device=args.device, data_dir=args.data_dir, evaluators=evaluators,
+                                 options=options)
     print(f"{result['dataset']}, {result['model']}, {result['method']}, after {result['epochs_trained']} epochs:")
     for key, value in result["metrics"].items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
@@ -208,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="comma-separated evaluators (`selfadapt evaluators`); default: the run's")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto; default auto")
     evaluate.add_argument("--data-dir", dest="data_dir", default=None, help="override the run's data directory")
+    evaluate.add_argument("--attack", default=None, help="run this attack evaluator (pgd, fgsm, autoattack; after --evaluators if given)")
+    evaluate.add_argument("--n-ex", dest="n_ex", type=int, default=None,
+                          help="attack a fixed subset of N test images (seed 0; robust_subset and autoattack_n_ex)")
+    evaluate.add_argument("--eps", type=float, default=None, help="L-inf radius of the attacks (robust_eps)")
     evaluate.set_defaults(func=cmd_eval)
 
     demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (under a minute)")

@@ -12,9 +12,10 @@ from selfadapt.settings import RunConfig
 
 
 def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
-                        evaluators: list[str] | None = None) -> dict:
+                        evaluators: list[str] | None = None, options: dict | None = None) -> dict:
     """Rebuild the run's data, model and objective from a run directory or checkpoint (loaded with
-    ``weights_only=True``) and run ``evaluators`` (default: the run's own) once.
+    ``weights_only=True``) and run ``evaluators`` (default: the run's own) once; ``options`` override
+    evaluator options (``{"autoattack_n_ex": 500}``).
 
     Example: ``evaluate_checkpoint("runs/demo/sat")["metrics"]["test_accuracy"]``.
     """
@@ -23,9 +24,10 @@ def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str
     if data_dir is not None:
         config.data.data_dir = data_dir
     names = evaluators if evaluators is not None else config.eval.evaluators
-    options = resolve_evaluator_options(names, config.eval.options)
+    options = resolve_evaluator_options(names, {**config.eval.options, **(options or {})})
     config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, evaluators=names, options=options))
     parts = build_run(config, device=resolve_device(device), verbose=False)
+    parts.eval_data.work_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     for name, module in (("model", parts.model), ("objective", parts.objective)):
         try:
             module.load_state_dict(state[name])

@@ -611,10 +611,14 @@ MEMORISATION_LABELS = {"memorised_share": "predicted as its wrong label",
                        "predicted_clean_share": "predicted as its clean label",
                        "corrected_target_share": "corrected target is the clean label"}
 
+# The robust-overfitting view: clean and PGD accuracy on the same test images, per epoch.
+ROBUST_STYLES = {"pgd_clean_accuracy": "--", "pgd_accuracy": "-"}
+ROBUST_LABELS = {"pgd_clean_accuracy": "clean", "pgd_accuracy": "PGD"}
+
 
 def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
-    """Per noise cell: each primary metric per epoch by run row, and the memorisation curves; per
-    numeric axis: the final primary metric against the axis."""
+    """Per noise cell: each primary metric per epoch by run row, the memorisation curves, and clean
+    against PGD accuracy (robust overfitting); per numeric axis: the final primary metric against the axis."""
     from selfadapt.plots import plot_curves, plot_memorisation, plot_metric_against
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -635,6 +639,10 @@ def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
         if any(v is not None for c in curves.values() for curve in c.values() for v in curve):
             plot_memorisation(curves, MEMORISATION_STYLES, MEMORISATION_LABELS,
                               folder / f"memorisation-{cell}.png", title=title)
+        robust = {label: {key: mean_curve(runs, key) for key in ROBUST_STYLES} for label, runs in by_row.items()}
+        if any(v is not None for c in robust.values() for v in c["pgd_accuracy"]):
+            plot_memorisation(robust, ROBUST_STYLES, ROBUST_LABELS, folder / f"robust-overfitting-{cell}.png",
+                              title=title, ylabel="test accuracy (mean over seeds)")
     for axis, values in grid.axes.items():
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             continue

@@ -32,8 +32,9 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, *, ylabel: str
 
 
 def plot_memorisation(curves: dict[str, dict[str, list]], styles: dict[str, str], labels: dict[str, str],
-                      path: str | Path, *, title: str = "") -> Path:
-    """Per run label (a colour), one line per memorisation metric (a line style) against the epoch."""
+                      path: str | Path, *, title: str = "", ylabel: str = "share of label-corrupted samples") -> Path:
+    """Per run label (a colour), one line per metric (a line style: memorisation shares, or clean and
+    robust accuracy) against the epoch, on a [0, 1] axis."""
     from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -46,7 +47,7 @@ def plot_memorisation(curves: dict[str, dict[str, list]], styles: dict[str, str]
                 ax.plot(*zip(*points), linestyle=style, marker=".", color=f"C{colour % 10}")
     handles += [Line2D([], [], color="black", linestyle=style, label=labels[key]) for key, style in styles.items()]
     ax.set_xlabel("epoch")
-    ax.set_ylabel("share of label-corrupted samples")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

@@ -44,7 +44,8 @@ def one_epoch(method_name: str, options: dict):
 
 
 @pytest.mark.parametrize("method, options", [("sat", {"sat_start_epoch": 0}), ("sat-sce", {"sat_start_epoch": 0}),
-                                             ("ce", {})])
+                                             ("ce", {}), ("trades", {"attack_steps": 2}),
+                                             ("pgd-at", {"attack_steps": 2})])
 def test_an_engine_epoch_never_waits_for_the_device_inside_its_loop(method, options):
     trainer, history = one_epoch(method, options)
     assert history[0]["train_loss"] > 0 and "test_accuracy" in history[0]

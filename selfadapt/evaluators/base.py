@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,7 +26,8 @@ class EvalData:
     input corruption) without augmentation, in dataset order, with the given labels; ``clean_labels``
     are the true training labels where known (injected or human noise), else ``None``; ``val`` is the
     validation split held out of the training data (``--val-size``; given labels), for choices that
-    must not look at the test set."""
+    must not look at the test set; ``work_dir`` is where an evaluator may keep state to resume
+    from (the run directory), ``None`` where there is none."""
 
     test: DeviceLoader | None
     train: DeviceLoader
@@ -33,6 +35,7 @@ class EvalData:
     num_classes: int
     amp: bool = False
     val: DeviceLoader | None = None
+    work_dir: Path | None = None
 
 
 class Evaluator:

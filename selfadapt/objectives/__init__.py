@@ -3,6 +3,7 @@
 Importing this package registers every method (see :mod:`selfadapt.objectives.registry`).
 """
 from selfadapt.label_issues import LabelIssues
+from selfadapt.objectives.adversarial import TRADES, PGDAdversarialTraining
 from selfadapt.objectives.base import Batch, LogitLoss, Objective, Progress, StepOutput
 from selfadapt.objectives.baselines import (EarlyLearningRegularization, GeneralizedCrossEntropy,
                                             HardBootstrapping, LabelSmoothing, Mixup, SoftBootstrapping,
@@ -13,5 +14,5 @@ from selfadapt.objectives.sat import CrossEntropy, SelfAdaptiveTraining, width_s
 
 __all__ = ["Batch", "CoTeaching", "CrossEntropy", "EarlyLearningRegularization", "GeneralizedCrossEntropy",
            "HardBootstrapping", "LabelIssues", "LabelSmoothing", "LogitLoss", "METHODS", "Method", "MethodContext",
-           "Mixup", "Objective", "Progress", "SelfAdaptiveTraining", "SoftBootstrapping", "StepOutput",
-           "SymmetricCrossEntropy", "build_objective", "get_method", "register", "width_scaled"]
+           "Mixup", "Objective", "PGDAdversarialTraining", "Progress", "SelfAdaptiveTraining", "SoftBootstrapping", "StepOutput",
+           "SymmetricCrossEntropy", "TRADES", "build_objective", "get_method", "register", "width_scaled"]

@@ -69,11 +69,14 @@ class SelfAdaptiveTraining(nn.Module):
         return self.store.values
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
-                epoch: int) -> torch.Tensor:
+                epoch: int, *, update_from: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss on ``logits``; the targets move towards ``softmax(update_from)`` where given
+        (e.g. clean predictions while the loss is on adversarial examples), else ``softmax(logits)``."""
         logits = logits.float()
         if epoch < self.start_epoch:
             return F.cross_entropy(logits, targets)
-        soft = self.store.update(index, F.softmax(logits.detach(), dim=1))
+        reference = logits if update_from is None else update_from.float()
+        soft = self.store.update(index, F.softmax(reference.detach(), dim=1))
         weight = soft.max(dim=1).values
         total, count = distributed.sum_and_count(weight)
         weight = weight * (count / total)
