@@ -176,7 +176,7 @@ def _batch(n=8, d_in=6, seed=0, index=None):
 
 def _cos_loss(p, z):
     """2 - 2 cos, one pair at a time (float64)."""
-    p, z = p.double(), z.double()
+    p, z = p.detach().double(), z.detach().double()
     return sum(2 - 2 * float(p[i] @ z[i] / (p[i].norm() * z[i].norm())) for i in range(len(p))) / len(p)
 
 
@@ -220,7 +220,7 @@ def test_ssl_sat_loss_and_target_update_match_a_plain_reference(encoder):
     x1, x2 = batch.views
     q1, q2 = (sat.predictor(sat.projector(model.features(x))) for x in (x1, x2))
     t = table[index]
-    assert float(out.loss) == pytest.approx(_cos_loss(q1, t) + _cos_loss(q2, t), rel=1e-5)
+    assert out.loss.item() == pytest.approx(_cos_loss(q1, t) + _cos_loss(q2, t), rel=1e-5)
     branch = sat.target if encoder == "momentum" else (lambda x: sat.projector(model.features(x)))
     with torch.no_grad():
         z1, z2 = branch(x1).double(), branch(x2).double()
@@ -394,3 +394,17 @@ def test_eval_reruns_knn_and_linear_probe_on_a_self_supervised_checkpoint(tmp_pa
     assert main(["eval", str(run), "--device", "cpu", "--evaluators", "knn,linear-probe"]) == 0
     out = capsys.readouterr().out
     assert "knn_accuracy" in out and "linear_accuracy" in out
+
+
+def test_unlabeled_split_is_trained_on_but_never_labelled(monkeypatch):
+    import selfadapt.experiment as experiment
+
+    extra = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
+    monkeypatch.setattr(experiment, "load_unlabeled_split", lambda name, data_dir=None: extra)
+    small = {"ssl_proj_hidden": 16, "ssl_pred_hidden": 16, "ssl_proj_dim": 8}
+    parts = experiment.build_run(_config("ssl-sat", unlabeled=True, **small), device="cpu", verbose=False)
+    assert len(parts.train_loader.labels) == 256 + 40 and (parts.train_loader.labels[256:] == -1).all()
+    assert len(parts.objective.targets) == 256 + 40
+    assert len(parts.eval_data.train.labels) == 256  # the kNN memory holds labelled images only
+    with pytest.raises(SelfAdaptError, match="--unlabeled adds images without labels"):
+        _config("ce", unlabeled=True)
