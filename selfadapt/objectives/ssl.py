@@ -195,6 +195,8 @@ class SelfSupervisedSAT(_TwoViewObjective):
 
     ``encoder="momentum"``: ``z`` from a momentum encoder (EMA ``base_momentum`` -> 1, as BYOL);
     ``encoder="online"``: ``z`` from the online projector, no momentum encoder.
+    ``unit_views=False`` averages the raw projections instead of the unit-normalised ones (the
+    alternative to our choice, for the comparison in ``docs/results/self-supervised``).
 
     Example
     -------
@@ -210,10 +212,11 @@ class SelfSupervisedSAT(_TwoViewObjective):
 
     def __init__(self, model: nn.Module, *, num_samples: int, feature_dim: int, proj_hidden: int = 4096,
                  proj_dim: int = 256, pred_hidden: int = 4096, alpha: float = 0.9, encoder: str = "momentum",
-                 base_momentum: float = 0.99, seed: int = 0):
+                 base_momentum: float = 0.99, seed: int = 0, unit_views: bool = True):
         super().__init__()
         if encoder not in ("momentum", "online"):
             raise SelfAdaptError(f"ssl-sat encoder must be momentum or online, got {encoder!r}")
+        self.unit_views = unit_views
         self.projector = mlp(feature_dim, proj_hidden, proj_dim)
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim)
         self.target = MomentumEncoder(model, self.projector) if encoder == "momentum" else None
@@ -235,7 +238,10 @@ class SelfSupervisedSAT(_TwoViewObjective):
         with torch.no_grad():
             if self.target is not None:
                 z1, z2 = self.target(x1), self.target(x2)
-            z = (F.normalize(z1.float(), dim=1) + F.normalize(z2.float(), dim=1)) / 2
+            if self.unit_views:
+                z = (F.normalize(z1.float(), dim=1) + F.normalize(z2.float(), dim=1)) / 2
+            else:
+                z = (z1.float() + z2.float()) / 2
         self._pending = (batch.index, z)
         metrics = collapse_metrics(z1)
         metrics["target_agreement"] = (F.normalize(z, dim=1) * targets).sum(1).mean()
@@ -329,6 +335,8 @@ class SSLSATOptions(PredictorOptions):
                                    check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
     ssl_sat_encoder: str = setting("momentum", "where ssl-sat's z comes from: a momentum encoder or the online "
                                                "network (no momentum encoder)", choices=lambda: ["momentum", "online"])
+    ssl_sat_z: str = setting("unit-mean", "ssl-sat's z: the mean of the two views' unit-normalised projections, "
+                                          "or their plain mean", choices=lambda: ["unit-mean", "mean"])
 
 
 @dataclass
@@ -354,7 +362,8 @@ def _byol(ctx, o):
 def _ssl_sat(ctx, o):
     return SelfSupervisedSAT(ctx.model, num_samples=len(ctx.labels), feature_dim=ctx.model.feature_dim,
                              proj_hidden=o.ssl_proj_hidden, proj_dim=o.ssl_proj_dim, pred_hidden=o.ssl_pred_hidden,
-                             alpha=o.ssl_sat_alpha, encoder=o.ssl_sat_encoder, base_momentum=o.ssl_ema, seed=ctx.seed)
+                             alpha=o.ssl_sat_alpha, encoder=o.ssl_sat_encoder, base_momentum=o.ssl_ema, seed=ctx.seed,
+                             unit_views=o.ssl_sat_z == "unit-mean")
 
 
 def _simclr(ctx, o):
