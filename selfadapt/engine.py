@@ -26,15 +26,23 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData, Evaluator, autocast
 from selfadapt.objectives.base import Objective, Progress
+from selfadapt.optim import LARS
 from selfadapt.profiling import Profiler
 from selfadapt.rundir import CHECKPOINT_FORMAT, RunDir
 from selfadapt.settings import EngineSettings
 
 
 def learning_rate(config: EngineSettings, epoch: int) -> float:
-    """The learning rate of 0-based ``epoch`` (a pure function of the epoch: nothing to checkpoint)."""
+    """The learning rate of 0-based ``epoch`` (a pure function of the epoch: nothing to checkpoint).
+
+    With ``warmup_epochs = W`` the first W epochs ramp linearly to ``lr`` (``lr (e + 1) / (W + 1)``)
+    and the schedule starts after them (the cosine spans the remaining epochs).
+    """
+    warmup = config.warmup_epochs
+    if epoch < warmup:
+        return config.lr * (epoch + 1) / (warmup + 1)
     if config.schedule == "cosine":
-        return 0.5 * config.lr * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * (epoch - warmup) / (config.epochs - warmup)))
     if config.schedule == "multistep":
         return config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
     return config.lr
@@ -46,6 +54,9 @@ def build_optimizer(config: EngineSettings, parameters) -> torch.optim.Optimizer
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "lars":
+        return LARS(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                    eta=config.lars_eta)
     raise SelfAdaptError(f"unknown optimizer {config.optimizer!r}")
 
 

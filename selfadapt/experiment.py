@@ -18,7 +18,8 @@ import torch
 from selfadapt import distributed
 from selfadapt.data.augment import Augment
 from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
-from selfadapt.data.datasets import Dataset, ImageSet, class_balanced_subset, default_data_dir, load_dataset
+from selfadapt.data.datasets import (Dataset, ImageSet, class_balanced_subset, default_data_dir, load_dataset,
+                                     load_unlabeled_split)
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine import Trainer
 from selfadapt.errors import SelfAdaptError
@@ -72,6 +73,19 @@ class PreparedData:
     clean_labels: torch.Tensor
     noise: object                 # NoiseRecord, over the training split before the validation split is held out
     val: Split | None = None
+    unlabeled: torch.Tensor | None = None  # extra training images without labels (--unlabeled), after `images`
+
+    @property
+    def training_images(self) -> torch.Tensor:
+        """What the model trains on: the labelled images, then any unlabeled ones."""
+        return self.images if self.unlabeled is None else torch.cat([self.images, self.unlabeled])
+
+    @property
+    def training_labels(self) -> torch.Tensor:
+        """The given labels of :attr:`training_images`, ``-1`` for the unlabeled ones."""
+        if self.unlabeled is None:
+            return self.labels
+        return torch.cat([self.labels, self.labels.new_full((len(self.unlabeled),), -1)])
 
     @property
     def label_errors(self) -> torch.Tensor:
@@ -89,7 +103,18 @@ class PreparedData:
 
 
 def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
-    """Load, subset and corrupt the training data exactly as ``config`` says."""
+    """Load, subset and corrupt the training data exactly as ``config`` says; with ``--unlabeled``,
+    add the data set's unlabeled split (never subset, corrupted or held out)."""
+    prepared = _prepare_labeled(config, verbose=verbose)
+    if config.data.unlabeled:
+        prepared.unlabeled = load_unlabeled_split(config.data.dataset, config.data.data_dir)
+        if verbose:
+            print(f"pre-training on {len(prepared.images)} labelled and {len(prepared.unlabeled)} unlabeled images "
+                  "(labels unused)")
+    return prepared
+
+
+def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
     dataset = load_dataset(data.dataset, data.data_dir)
     if data.subset is not None and data.subset < len(dataset.train):
@@ -167,12 +192,14 @@ def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunPar
     factory = model_factory(config, data.dataset, method)
     model = factory()
     objective = method.build(MethodContext(
-        labels=data.labels, num_classes=data.dataset.num_classes, epochs=config.engine.epochs, model=model,
+        labels=data.training_labels, num_classes=data.dataset.num_classes, epochs=config.engine.epochs, model=model,
         model_factory=factory, label_error_rate=data.label_error_rate, seed=config.data_seed),
         method.parse(config.method.options))
     channels_last = device.startswith("cuda") and config.engine.channels_last
-    train_loader = DeviceLoader(data.images, data.labels, batch_size=config.data.batch_size, shuffle=True,
-                                seed=config.data_seed, augment=Augment(config.data.augment), views=method.views,
+    augment = method.view_augmentations(config, data.dataset) or Augment(config.data.augment)
+    train_loader = DeviceLoader(data.training_images, data.training_labels, batch_size=config.data.batch_size,
+                                shuffle=True,
+                                seed=config.data_seed, augment=augment, views=method.views,
                                 device=device, channels_last=channels_last,
                                 shard=(distributed.rank(), distributed.world_size()))
     eval_batch = config.engine.eval_batch_size

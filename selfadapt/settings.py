@@ -105,7 +105,7 @@ def _evaluators() -> list[str]:
     return sorted(EVALUATORS)
 
 
-OPTIMIZERS = ["sgd", "adam"]
+OPTIMIZERS = ["sgd", "adam", "lars"]
 SCHEDULES = ["cosine", "multistep", "constant"]
 
 
@@ -125,6 +125,8 @@ class DataSettings:
                                          "(given labels) for choices that must not see the test set",
                                    check=positive, must="be > 0")
     augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
+    unlabeled: bool = setting(False, "also train on the data set's unlabeled split (STL-10; labels -1), "
+                                     "for self-supervised methods")
     batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
     noise: str = setting("none", "corruption of the training labels or images", choices=_corruptions)
@@ -168,6 +170,9 @@ class EngineSettings:
     nesterov: bool = setting(False, "Nesterov momentum (SGD)")
     weight_decay: float = setting(5e-4, "L2 weight decay", check=non_negative, must="be >= 0")
     schedule: str = setting("cosine", "learning-rate schedule (per epoch)", choices=lambda: SCHEDULES)
+    warmup_epochs: int = setting(0, "linear learning-rate warmup over the first K epochs (cosine then spans the rest)",
+                                 check=non_negative, must="be >= 0")
+    lars_eta: float = setting(0.02, "LARS trust coefficient eta (--optimizer lars)", check=positive, must="be > 0")
     milestones: list[int] = setting([], "multistep: epochs at which the lr is multiplied by --gamma")
     gamma: float = setting(0.1, "multistep: factor at each milestone", check=positive, must="be > 0")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
@@ -277,10 +282,17 @@ class RunConfig:
             raise SelfAdaptError(f"{prefix}--noise {data.noise} needs --noise-rate > 0")
         if data.noise == "human" and data.noise_rate:
             raise SelfAdaptError(f"{prefix}human noise takes --noise-variant (a CIFAR-N label set), not --noise-rate")
+        if engine.warmup_epochs >= engine.epochs:
+            raise SelfAdaptError(f"{prefix}--warmup-epochs {engine.warmup_epochs} leaves no epoch of the schedule "
+                                 f"in a run of {engine.epochs} epochs")
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
         from selfadapt.objectives.registry import get_method
-        get_method(self.method.method).check(self, prefix)
+        method = get_method(self.method.method)
+        if data.unlabeled and method.uses_labels:
+            raise SelfAdaptError(f"{prefix}--unlabeled adds images without labels, which method {method.name!r} "
+                                 "cannot train on: use a self-supervised method (`selfadapt methods`)")
+        method.check(self, prefix)
 
     @property
     def data_seed(self) -> int:

@@ -20,22 +20,28 @@ class TargetStore(nn.Module):
     ``(index, prediction)`` pairs of all processes (batches may differ in size) before updating,
     so all replicas stay identical. ``label_distributions=True`` marks a table of class
     distributions over the given labels (SAT's): its argmax is a corrected label, which is how runs
-    find suspected label errors without knowing which method made the table.
+    find suspected label errors without knowing which method made the table. ``normalize=True``
+    rescales every updated row to unit length after the moving average (self-supervised SAT keeps
+    unit vectors: ``t[i] <- normalise(momentum * t[i] + (1 - momentum) * p[i])``).
 
     Example
     -------
     >>> store = TargetStore(torch.eye(3)[[0, 2]], momentum=0.9)
     >>> store.update(torch.tensor([1]), torch.tensor([[1.0, 0.0, 0.0]]))
     tensor([[0.1000, 0.0000, 0.9000]])
+    >>> unit = TargetStore(torch.eye(2), momentum=0.5, normalize=True)
+    >>> unit.update(torch.tensor([0]), torch.tensor([[0.0, 1.0]]))
+    tensor([[0.7071, 0.7071]])
     """
 
     def __init__(self, initial: torch.Tensor, momentum: float, *, dtype: torch.dtype = torch.float32,
-                 label_distributions: bool = False):
+                 label_distributions: bool = False, normalize: bool = False):
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.label_distributions = label_distributions
+        self.normalize = normalize
         self.register_buffer("values", initial.detach().to(dtype).clone())
 
     def __len__(self) -> int:
@@ -51,7 +57,10 @@ class TargetStore(nn.Module):
         local_index = index
         index = distributed.all_gather_rows(index)
         prediction = distributed.all_gather_rows(prediction.detach()).to(self.values.dtype)
-        self.values[index] = self.momentum * self.values[index] + (1.0 - self.momentum) * prediction
+        moved = self.momentum * self.values[index] + (1.0 - self.momentum) * prediction
+        if self.normalize:
+            moved = torch.nn.functional.normalize(moved, dim=1)
+        self.values[index] = moved
         return self.values[local_index]
 
 

@@ -45,7 +45,7 @@ from selfadapt.errors import SelfAdaptError
 __all__ = [
     "CIFAR10_MD5", "CIFAR10_URL", "CIFAR100_MD5", "CIFAR100_URL", "DATASETS", "DIGITS_TEST_SIZE",
     "Dataset", "ImageSet", "channel_stats", "class_balanced_subset", "default_data_dir", "digits_split",
-    "load_dataset", "load_stl10_unlabeled",
+    "load_dataset", "load_stl10_unlabeled", "load_unlabeled_split", "UNLABELED_SPLITS",
 ]
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,24 @@ def load_stl10_unlabeled(data_dir: str | Path | None = None) -> torch.Tensor:
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = _find_stl10(root, ["unlabeled_X.bin"])
     return _read_stl10_images(folder / "unlabeled_X.bin")
+
+
+UNLABELED_SPLITS = {"stl10": load_stl10_unlabeled}
+
+
+def load_unlabeled_split(name: str, data_dir: str | Path | None = None) -> torch.Tensor:
+    """The unlabeled images of data set ``name`` (see :data:`UNLABELED_SPLITS`), uint8 N x C x H x W.
+
+    >>> load_unlabeled_split("cifar10")
+    Traceback (most recent call last):
+    ...
+    selfadapt.errors.SelfAdaptError: --unlabeled: data set 'cifar10' has no unlabeled split; stl10 has one
+    """
+    key = name.lower().replace("_", "-")
+    if key not in UNLABELED_SPLITS:
+        raise SelfAdaptError(f"--unlabeled: data set {name!r} has no unlabeled split; "
+                             f"{', '.join(UNLABELED_SPLITS)} has one")
+    return UNLABELED_SPLITS[key](data_dir)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 A :class:`Method` declares everything a run needs to know about it: how to build its objective,
 its typed options (a dataclass of :func:`~selfadapt.settings.setting` fields), how many model
 outputs it needs for C classes, how many augmented views per batch, whether it reads labels, and
-its default evaluators. The code that builds a run reads these and names no method. Each objective
-module registers its own methods with :func:`register`.
+its default evaluators, and (optionally) its own augmentation of each view. The code that builds a
+run reads these and names no method. Each objective module registers its own methods with
+:func:`register`.
 
 >>> method = get_method("gce")
 >>> method.option_names, method.outputs(10)
@@ -57,6 +58,8 @@ class Method:
     uses_labels: bool = True                              # False: trains on unlabeled data
     evaluators: tuple[str, ...] = ("accuracy",)           # default evaluators
     validate: Callable[[Any, Any], str | None] | None = None  # (options, RunConfig) -> problem or None
+    # (options, RunConfig, Dataset) -> one augmentation per view; None: --augment for every view
+    augment: Callable[[Any, Any, Any], list] | None = None
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -65,6 +68,16 @@ class Method:
     def parse(self, values: dict | None = None):
         """The typed options from a dict of (flat) option names; defaults fill the rest."""
         return parse_options(self.options, values or {}, f"method {self.name}")
+
+    def view_augmentations(self, config, dataset) -> list | None:
+        """The method's own augmentation of each of its views, or ``None`` (the run's ``--augment``)."""
+        if self.augment is None:
+            return None
+        augmentations = self.augment(self.parse(config.method.options), config, dataset)
+        if len(augmentations) != self.views:
+            raise SelfAdaptError(f"method {self.name} needs {self.views} view(s) per batch but its augmentation "
+                                 f"gives {len(augmentations)}")
+        return augmentations
 
     def check(self, config, prefix: str = "") -> None:
         """Reject settings under which this method cannot work (one clear line)."""
