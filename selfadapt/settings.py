@@ -277,8 +277,11 @@ class RunConfig:
             raise SelfAdaptError(f"{prefix}human noise takes --noise-variant (a CIFAR-N label set), not --noise-rate")
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
+        from selfadapt.evaluators import get_evaluator
         from selfadapt.objectives.registry import get_method
         get_method(self.method.method).check(self, prefix)
+        for name in self.eval.evaluators or []:
+            get_evaluator(name).check(self, prefix)
 
     @property
     def data_seed(self) -> int:

@@ -10,8 +10,10 @@ from selfadapt.objectives.baselines import (EarlyLearningRegularization, General
 from selfadapt.objectives.coteaching import CoTeaching
 from selfadapt.objectives.registry import METHODS, Method, MethodContext, build_objective, get_method, register
 from selfadapt.objectives.sat import CrossEntropy, SelfAdaptiveTraining, width_scaled
+from selfadapt.objectives.selective import DeepGamblers, SATSelective, SelectiveNet
 
-__all__ = ["Batch", "CoTeaching", "CrossEntropy", "EarlyLearningRegularization", "GeneralizedCrossEntropy",
-           "HardBootstrapping", "LabelIssues", "LabelSmoothing", "LogitLoss", "METHODS", "Method", "MethodContext",
-           "Mixup", "Objective", "Progress", "SelfAdaptiveTraining", "SoftBootstrapping", "StepOutput",
-           "SymmetricCrossEntropy", "build_objective", "get_method", "register", "width_scaled"]
+__all__ = ["Batch", "CoTeaching", "CrossEntropy", "DeepGamblers", "EarlyLearningRegularization",
+           "GeneralizedCrossEntropy", "HardBootstrapping", "LabelIssues", "LabelSmoothing", "LogitLoss", "METHODS",
+           "Method", "MethodContext", "Mixup", "Objective", "Progress", "SATSelective", "SelectiveNet",
+           "SelfAdaptiveTraining", "SoftBootstrapping", "StepOutput", "SymmetricCrossEntropy", "build_objective",
+           "get_method", "register", "width_scaled"]
