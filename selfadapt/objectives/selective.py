@@ -88,7 +88,7 @@ class AbstainObjective(Objective):
             raise ValueError(f"pretraining epochs must be >= 0, got {pretrain_epochs}")
         self.num_classes = int(num_classes)
         self.pretrain_epochs = int(pretrain_epochs)
-        head = getattr(model, "head", None)
+        head = getattr(model, "head", model)       # a Classifier's head, or a bare linear model
         if isinstance(head, nn.Linear):
             self._check_outputs(head.out_features)
 
