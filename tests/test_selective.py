@@ -322,3 +322,31 @@ def test_sat_selective_trains_on_real_data_and_its_abstain_score_ranks_errors_la
     assert summary["final_coverage_100_abstain"] == 1.0
     saved = np.load(out / "selective_scores.npz")
     assert saved["score_abstain"].shape == saved["wrong"].shape and str(saved["primary"]) == "abstain"
+
+
+def test_report_tables_average_over_seeds_and_put_the_own_score_first(tmp_path):
+    from selfadapt.selective_report import markdown, mean_curve, plot_risk_coverage, plot_validation_aurc
+
+    rng = np.random.default_rng(4)
+    runs = []
+    for seed, error in ((0, 0.02), (1, 0.04)):
+        summary = {"final_test_accuracy": 0.9, "seconds": 10.0,
+                   "final_test_aurc_abstain": 0.01, "final_test_aurc_sr": 0.03,
+                   "final_test_eaurc_abstain": 0.005, "final_test_eaurc_sr": 0.02,
+                   "final_selective_error_80_abstain": error, "final_coverage_80_abstain": 0.79 + seed / 100}
+        wrong = rng.random(50) < 0.1
+        metrics = [{"epoch": e, "val_aurc_abstain": 0.1 / (e + 1), "val_aurc_sr": 0.05} for e in range(3)]
+        runs.append({"name": f"sat-selective-none-s{seed}", "label": "sat-selective", "seed": seed, "summary": summary,
+                     "metrics": metrics,
+                     "scores": {"primary": np.array("abstain"), "wrong": wrong, "score_abstain": rng.random(50),
+                                "score_sr": rng.random(50)}})
+    text = markdown(runs, "selfadapt bench GRID --out OUT")
+    rows = [line for line in text.splitlines() if line.startswith("| sat-selective | ")]
+    assert rows[0].startswith("| sat-selective | abstain (own) | ") and "| sr |" in rows[1]
+    assert "3.00 ± 1.41 (79.5)" in rows[0], "80%: mean ± sample std of 2% and 4%, mean coverage reached"
+    assert "| 1.00 ± 0.00 | 0.50 ± 0.00 | 2 |" in rows[0]
+    grid = np.linspace(0.1, 1, 10)
+    curves = [np.interp(grid, *risk_coverage_curve(r["scores"]["score_sr"], r["scores"]["wrong"])) for r in runs]
+    assert mean_curve(runs, "sr", grid) == pytest.approx(np.mean(curves, axis=0))
+    assert plot_risk_coverage(runs, tmp_path / "rc.png").stat().st_size > 1000
+    assert plot_validation_aurc(runs, tmp_path / "val.png").stat().st_size > 1000
