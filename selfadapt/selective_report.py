@@ -140,15 +140,8 @@ def plot_risk_coverage(runs: list[dict], path: Path) -> Path:
         group = [r for r in runs if r["label"] == label]
         own = str(group[0]["scores"]["primary"])
         ax.plot(100 * grid, 100 * mean_curve(group, own, grid), label=f"{label} ({own}, {len(group)} seeds)")
-    ax.set_xlabel("coverage (%)")
-    ax.set_ylabel("selective error on the test set (%)")
-    ax.set_title("risk-coverage (each method ranked by its own score)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "coverage (%)", "selective error on the test set (%)",
+                 "risk-coverage (each method ranked by its own score)")
 
 
 def plot_validation_aurc(runs: list[dict], path: Path) -> Path:
@@ -165,9 +158,14 @@ def plot_validation_aurc(runs: list[dict], path: Path) -> Path:
             if epochs:
                 ax.plot(epochs, [100 * statistics.fmean(s[e] for s in series) for e in epochs], style,
                         color=f"C{i}", label=f"{label} ({score})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation AURC (%)")
-    ax.set_title("validation AURC: own score (solid), softmax response (dashed)")
+    return _save(fig, ax, path, "epoch", "validation AURC (%)",
+                 "validation AURC: own score (solid), softmax response (dashed)")
+
+
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    from selfadapt.plots import plt
+
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -177,7 +175,7 @@ def plot_validation_aurc(runs: list[dict], path: Path) -> Path:
 
 
 def write_report(grid_out: str | Path, out: str | Path) -> Path:
-    """``selective.md`` and ``risk_coverage.png`` for the grid in ``grid_out``, written into ``out``."""
+    """``selective.md``, ``risk_coverage.png`` and ``val_aurc.png`` for the grid in ``grid_out``, in ``out``."""
     grid_out, out = Path(grid_out), Path(out)
     runs = finished_runs(grid_out)
     out.mkdir(parents=True, exist_ok=True)
