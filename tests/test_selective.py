@@ -307,6 +307,7 @@ def test_risk_coverage_needs_a_validation_split(tmp_path, capsys):
     assert "--val-size" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sat_selective_trains_on_real_data_and_its_abstain_score_ranks_errors_last(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *SELECTIVE, "--method", "sat-selective", "--sat-pretrain-epochs", "2",
