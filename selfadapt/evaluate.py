@@ -27,7 +27,7 @@ def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str
     options = resolve_evaluator_options(names, {**config.eval.options, **(options or {})})
     config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, evaluators=names, options=options))
     parts = build_run(config, device=resolve_device(device), verbose=False)
-    parts.eval_data.work_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    parts.eval_data.run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     for name, module in (("model", parts.model), ("objective", parts.objective)):
         try:
             module.load_state_dict(state[name])

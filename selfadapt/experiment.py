@@ -244,7 +244,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
     parts = build_run(config, device=device, verbose=verbose)
     if run is not None:
         run.create()
-        parts.eval_data.work_dir = run.path
+        parts.eval_data.run_dir = run.path
         if main:
             parts.data.noise.save(run.path / "noise.npz")
     trainer = Trainer(parts.model, parts.objective, parts.train_loader,

@@ -287,12 +287,15 @@ class RunConfig:
                                  f"in a run of {engine.epochs} epochs")
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
+        from selfadapt.evaluators import get_evaluator
         from selfadapt.objectives.registry import get_method
         method = get_method(self.method.method)
         if data.unlabeled and method.uses_labels:
             raise SelfAdaptError(f"{prefix}--unlabeled adds images without labels, which method {method.name!r} "
                                  "cannot train on: use a self-supervised method (`selfadapt methods`)")
         method.check(self, prefix)
+        for name in self.eval.evaluators or []:
+            get_evaluator(name).check(self, prefix)
 
     @property
     def data_seed(self) -> int:

@@ -54,7 +54,7 @@ def test_autoattack_evaluator_runs_last_and_keeps_a_resumable_state(digits_model
     model, x, y = digits_model
     autoattack, = build_evaluators(["autoattack"], {"robust_eps": 0.2, "autoattack_n_ex": 30})
     assert [e for e in range(5) if autoattack.due(e, 5)] == [4]
-    eval_data.work_dir = tmp_path
+    eval_data.run_dir = tmp_path
     result = autoattack(model, Objective(), eval_data, 4)
     assert result["autoattack_examples"] == 30
     assert list(result)[-4:] == ["autoattack_after_apgd_ce", "autoattack_after_apgd_t", "autoattack_after_fab_t",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -26,8 +26,8 @@ class EvalData:
     input corruption) without augmentation, in dataset order, with the given labels; ``clean_labels``
     are the true training labels where known (injected or human noise), else ``None``; ``val`` is the
     validation split held out of the training data (``--val-size``; given labels), for choices that
-    must not look at the test set; ``work_dir`` is where an evaluator may keep state to resume
-    from (the run directory), ``None`` where there is none."""
+    must not look at the test set; ``run_dir`` is the run directory, where an evaluator may leave files
+    (per-sample scores) or keep state to resume from; ``None`` where there is none."""
 
     test: DeviceLoader | None
     train: DeviceLoader
@@ -35,7 +35,7 @@ class EvalData:
     num_classes: int
     amp: bool = False
     val: DeviceLoader | None = None
-    work_dir: Path | None = None
+    run_dir: Path | None = None
 
 
 class Evaluator:
@@ -70,10 +70,17 @@ class EvaluatorSpec:
     summary: str                              # one line for `selfadapt evaluators`
     build: Callable[[Any], Evaluator]         # options -> evaluator
     options: type                             # dataclass of setting() fields
+    validate: Callable[[Any], str | None] | None = None  # (RunConfig) -> problem or None
 
     @property
     def option_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.options))
+
+    def check(self, config, prefix: str = "") -> None:
+        """Reject settings under which this evaluator cannot measure anything (one clear line)."""
+        problem = self.validate(config) if self.validate is not None else None
+        if problem:
+            raise SelfAdaptError(f"{prefix}{problem}")
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}

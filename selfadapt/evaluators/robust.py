@@ -100,8 +100,8 @@ class AutoAttackAccuracy(Evaluator):
         x, y = test_images(data, self.n_ex)
         net = ClassLogits(model, objective)
         state = None
-        if data.work_dir is not None:
-            state = data.work_dir / f"autoattack-{model_fingerprint(net)}-{self.version}-eps{self.eps:g}-n{len(y)}.json"
+        if data.run_dir is not None:
+            state = data.run_dir / f"autoattack-{model_fingerprint(net)}-{self.version}-eps{self.eps:g}-n{len(y)}.json"
         result = autoattack(net, x, y, eps=self.eps, version=self.version, batch_size=min(data.test.batch_size, ATTACK_BATCH),
                             state_path=state)
         out = {self.primary: result.robust_accuracy, "autoattack_clean_accuracy": result.clean_accuracy,

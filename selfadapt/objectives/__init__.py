@@ -11,10 +11,11 @@ from selfadapt.objectives.baselines import (EarlyLearningRegularization, General
 from selfadapt.objectives.coteaching import CoTeaching
 from selfadapt.objectives.registry import METHODS, Method, MethodContext, build_objective, get_method, register
 from selfadapt.objectives.sat import CrossEntropy, SelfAdaptiveTraining, width_scaled
+from selfadapt.objectives.selective import DeepGamblers, SATSelective, SelectiveNet
 from selfadapt.objectives.ssl import BYOL, RotationPrediction, SelfSupervisedSAT, SimCLR
 
-__all__ = ["BYOL", "Batch", "CoTeaching", "CrossEntropy", "EarlyLearningRegularization", "GeneralizedCrossEntropy",
-           "HardBootstrapping", "LabelIssues", "LabelSmoothing", "LogitLoss", "METHODS", "Method", "MethodContext",
-           "Mixup", "Objective", "PGDAdversarialTraining", "Progress", "RotationPrediction", "SelfAdaptiveTraining",
-           "SelfSupervisedSAT", "SimCLR", "SoftBootstrapping", "StepOutput", "SymmetricCrossEntropy", "TRADES",
-           "build_objective", "get_method", "register", "width_scaled"]
+__all__ = ["BYOL", "Batch", "CoTeaching", "CrossEntropy", "DeepGamblers", "EarlyLearningRegularization",
+           "GeneralizedCrossEntropy", "HardBootstrapping", "LabelIssues", "LabelSmoothing", "LogitLoss", "METHODS",
+           "Method", "MethodContext", "Mixup", "Objective", "PGDAdversarialTraining", "Progress", "RotationPrediction",
+           "SATSelective", "SelectiveNet", "SelfAdaptiveTraining", "SelfSupervisedSAT", "SimCLR", "SoftBootstrapping",
+           "StepOutput", "SymmetricCrossEntropy", "TRADES", "build_objective", "get_method", "register", "width_scaled"]
