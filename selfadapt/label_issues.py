@@ -31,6 +31,19 @@ def suspected_label_errors(targets: torch.Tensor, given_labels: torch.Tensor) ->
     return LabelIssues(flagged, given_labels[flagged], suggested[flagged], confidence[flagged])
 
 
+def ranking_scores(targets: torch.Tensor, given_labels: torch.Tensor) -> torch.Tensor:
+    """How suspicious each label is: ``1 - t_i[given_i]``, the corrected target's probability that
+    the given label is wrong (0 for unlabeled rows). Sort by it to review the K most suspicious.
+
+    >>> ranking_scores(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([1, 1]))
+    tensor([0.9000, 0.2000])
+    """
+    given_labels = given_labels.to(targets.device)
+    rows = torch.arange(len(given_labels), device=targets.device)
+    kept = targets[rows, given_labels.clamp_min(0)].float()
+    return torch.where(given_labels >= 0, 1.0 - kept, torch.zeros_like(kept))
+
+
 def label_issue_scores(flagged: torch.Tensor, is_error: torch.Tensor) -> dict:
     """Precision, recall and F1 of ``flagged`` indices against a boolean mask of true label errors.
 
