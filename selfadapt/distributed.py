@@ -54,7 +54,8 @@ def sum_and_count(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     >>> sum_and_count(torch.tensor([1.0, 2.0]))
     (tensor(3.), tensor(2.))
     """
-    total = torch.stack([values.sum(), torch.tensor(float(values.numel()), device=values.device)])
+    # the count is filled on the device: torch.tensor(n, device=cuda) would wait for a host copy every step
+    total = torch.stack([values.sum(), values.new_full((), float(values.numel()))])
     if active():
         dist.all_reduce(total)
     return total[0], total[1]

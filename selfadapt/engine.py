@@ -26,6 +26,7 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData, Evaluator, autocast
 from selfadapt.objectives.base import Objective, Progress
+from selfadapt.profiling import Profiler
 from selfadapt.rundir import CHECKPOINT_FORMAT, RunDir
 from selfadapt.settings import EngineSettings
 
@@ -126,6 +127,9 @@ class Trainer:
         self.evaluators, self.eval_data = list(evaluators), eval_data
         self.run = run
         self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.objective.parameters()))
+        self.profiler = Profiler(self.device, enabled=config.profile, path=run.path / "profile.json"
+                                 if run is not None and distributed.is_main() else None)
+        self.profiler.instrument(self.objective)
         self.start_epoch = 0
         if run is not None:
             self._resume()
@@ -173,6 +177,7 @@ class Trainer:
                    disable=not interactive)
         with sigterm_as_interrupt():
             for epoch in bar:
+                self.profiler.begin_epoch(epoch)
                 record = self.train_epoch(epoch)
                 history.append(record)
                 if interactive:
@@ -183,7 +188,11 @@ class Trainer:
                     if distributed.is_main():
                         self.run.append_metrics(record)
                     if (epoch + 1) % self.config.checkpoint_every == 0 or epoch + 1 == epochs:
-                        self._checkpoint(epoch + 1)
+                        with self.profiler.phase("checkpoint"):
+                            self._checkpoint(epoch + 1)
+                self.profiler.end_epoch()
+        if self.profiler.epochs and distributed.is_main():
+            print(self.profiler.summary_line(), flush=True)
         return history
 
     def train_epoch(self, epoch: int) -> dict:
@@ -202,20 +211,23 @@ class Trainer:
         batches = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False,
                        disable=not (self.config.progress and steps >= 100 and sys.stdout.isatty()
                                     and distributed.is_main()))
-        for step, batch in enumerate(batches):
-            with autocast(self.device, self.amp):
+        for step, batch in enumerate(self.profiler.timed(batches, "data")):
+            with self.profiler.phase("forward_loss"), autocast(self.device, self.amp):
                 out = self.step(batch, epoch)
             n = len(batch.index)
             loss = out.loss if world == 1 else out.loss * (n * world / global_sizes[step])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.objective.after_step(self.model, Progress(epoch, step, steps, self.config.epochs))
+            with self.profiler.phase("backward"):
+                loss.backward()
+            with self.profiler.phase("optimizer"):
+                self.optimizer.step()
+            with self.profiler.phase("after_step"):
+                self.objective.after_step(self.model, Progress(epoch, step, steps, self.config.epochs))
             sums[0] += out.loss.detach().float() * n
             sums[1] += n
             if out.logits is not None:
-                labeled = batch.y >= 0
-                sums[2] += (out.logits.detach().argmax(1)[labeled] == batch.y[labeled]).sum()
+                labeled = batch.y >= 0  # counted with a mask product, not a mask index (no host sync)
+                sums[2] += ((out.logits.detach().argmax(1) == batch.y) & labeled).sum()
                 sums[3] += labeled.sum()
             for key, value in (out.metrics or {}).items():
                 extra[key] = extra.get(key, 0) + value.detach().float() * n
@@ -229,7 +241,8 @@ class Trainer:
         if not math.isfinite(record["train_loss"]):
             raise SelfAdaptError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
         record["train_seconds"] = time.perf_counter() - start
-        record.update(self.evaluate(epoch))
+        with self.profiler.phase("evaluation"):
+            record.update(self.evaluate(epoch))
         record["seconds"] = time.perf_counter() - start
         return record
 

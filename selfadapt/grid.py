@@ -132,8 +132,6 @@ def load_grid(path: str | Path) -> Grid:
         if method not in METHODS:
             raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(METHODS))}")
         _settings_table(values, table)
-        RunConfig.from_flat({**{k: v for k, v in settings.items() if k in _accepted_names(method)}, **values,
-                             "method": method}, where=table)
     axes = spec.get("axes", {})
     if not isinstance(axes, dict):
         raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
@@ -143,6 +141,10 @@ def load_grid(path: str | Path) -> Grid:
     noise = spec.get("noise")
     cells = _noise_cells(noise, settings.get("dataset", "cifar10"), where) if noise is not None else \
         [(settings.get("noise", "none"), _settings_level(settings))]
+    for method, values in method_settings.items():
+        if method not in methods:  # the grid's own runs check the others
+            _expand(method, *cells[0], {k: v[0] for k, v in axes.items()}, seeds[0], settings, values,
+                    f"{where}, [method_settings.{method}]", noise is not None)
     runs = {}
     for seed in seeds:
         for kind, level in cells:

@@ -8,6 +8,7 @@ OUT/
   checkpoint.pt     model, optimizer, objective state, loader and RNG states; written atomically
   noise.npz         the realised corruption (written by the experiment)
   targets.npy       the final per-sample targets of objectives that keep them
+  profile.json      with --profile: where each epoch's time went (selfadapt.profiling)
 ```
 
 A directory holds a run once it has metrics or a checkpoint; a ``config.json`` alone (left by a
@@ -26,7 +27,8 @@ from selfadapt.errors import SelfAdaptError
 from selfadapt.settings import differing_settings
 
 CHECKPOINT_FORMAT = "selfadapt-checkpoint-2"
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "noise.npz", "targets.npy")
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "noise.npz", "targets.npy",
+             "profile.json")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

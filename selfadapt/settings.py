@@ -180,6 +180,8 @@ class EngineSettings:
     checkpoint_every: int = setting(1, "write the checkpoint every K epochs (and after the last)",
                                     check=positive, must="be >= 1")
     eval_batch_size: int = setting(1024, "batch size of the evaluators", check=positive, must="be > 0")
+    profile: bool = setting(False, "time each phase of every epoch (data, forward+loss, target update, backward, "
+                                   "optimizer, evaluation, checkpoint) into OUT/profile.json")
 
 
 @dataclass
@@ -196,8 +198,8 @@ SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "meth
 # Fields holding the typed options of the chosen components, filled from the flat namespace.
 _OPTION_TABLES = {("method", "options"), ("eval", "options")}
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
-# data lives, the device and the display do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir"})
+# data lives, the device, the display and profiling do not change what is computed.
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:

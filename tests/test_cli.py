@@ -10,9 +10,10 @@ import torch
 from selfadapt.cli import build_parser, main, run_config_from
 from selfadapt.data.corruption import NoiseRecord
 
-TINY = ["--dataset", "digits", "--model", "mlp", "--width", "32", "--epochs", "2", "--batch-size", "128",
-        "--lr", "0.05", "--augment", "none", "--noise", "symmetric", "--noise-rate", "0.4",
-        "--sat-start-epoch", "1", "--device", "cpu", "--no-progress"]
+CE = ["--dataset", "digits", "--model", "mlp", "--width", "32", "--epochs", "2", "--batch-size", "128",
+      "--lr", "0.05", "--augment", "none", "--noise", "symmetric", "--noise-rate", "0.4", "--device", "cpu",
+      "--no-progress", "--method", "ce"]
+TINY = [*CE, "--method", "sat", "--sat-start-epoch", "1"]
 
 
 def fails_with(capsys, argv, message):
@@ -149,3 +150,50 @@ def test_a_validation_split_is_held_out_of_the_training_data(tmp_path):
     assert torch.equal(again.val.rows, data.val.rows)
     with pytest.raises(Exception, match="leaves nothing to train on"):
         prepare_data(RunConfig.from_flat({"dataset": "digits", "val_size": 1297, "method": "ce"}), verbose=False)
+
+
+def test_a_command_that_fails_writes_nothing_and_the_corrected_one_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    fails_with(capsys, ["train", *TINY, "--dataset", "digitz", "--out", str(out)], "unknown dataset 'digitz'")
+    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                        "--out", str(out)], "train-images-idx3-ubyte")
+    fails_with(capsys, ["train", *TINY, "--method", "gce", "--gce-q", "abc", "--out", str(out)], "gce_q must be float")
+    assert not out.exists(), "nothing is written before the settings and the data are checked"
+    out.mkdir()
+    (out / "config.json").write_text('{"left": "by an older failed command"}')
+    (out / ".checkpoint.pt.x1y2z3").write_bytes(b"a temporary file a killed run left")
+    assert main(["train", *TINY, "--out", str(out)]) == 0, "a config.json without metrics is not a run"
+    assert not list(out.glob(".checkpoint.pt.*")), "stale temporary files are removed"
+
+
+def test_fewer_epochs_than_a_run_has_done_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    fails_with(capsys, ["train", *TINY, "--epochs", "1", "--sat-start-epoch", "0", "--out", str(out)],
+               "holds a different run")
+    assert main(["train", *CE, "--out", str(tmp_path / "ce")]) == 0
+    fails_with(capsys, ["train", *CE, "--epochs", "1", "--out", str(tmp_path / "ce")],
+               "holds 2 trained epochs, more than --epochs 1")
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "selfadapt", "train", *CE, "--epochs", "400", "--schedule", "constant",
+               "--progress", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not ((out / "checkpoint.pt").exists() and len(
+            (out / "metrics.jsonl").read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert "epoch 1/400: " in stdout, "one line per epoch when the output is not a terminal"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary file is left"
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert main(["train", *CE, "--epochs", str(done + 1), "--schedule", "constant", "--out", str(out)]) == 0
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == \
+        list(range(done + 1))

@@ -183,6 +183,13 @@ def test_markdown_and_plots(finished):
     assert "None: every run finished." in md
     for name in ("accuracy-symmetric-0.4.png", "memorisation-symmetric-0.4.png"):
         assert (out / "plots" / name).stat().st_size > 1000
+    # the memorisation curves are the per-epoch means over seeds of what the evaluator logged
+    logged = [[json.loads(line) for line in (out / "runs" / f"sat-symmetric-0.4-s{s}" / "metrics.jsonl")
+               .read_text().splitlines()] for s in (0, 1)]
+    curve = grid_module.mean_curve(logged, "memorised_share")
+    assert curve[0] is None, "memorisation is measured every 10 epochs and after the last"
+    assert curve[1] == pytest.approx(statistics.mean(m[1]["memorised_share"] for m in logged))
+    assert 0 <= curve[1] <= 1
 
 
 def test_second_invocation_skips_without_training(finished, monkeypatch, capsys):
