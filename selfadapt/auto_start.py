@@ -17,8 +17,11 @@ labels (its evidence is in ``docs/results/label-issues.md``):
 4. **Fold back**: from the start epoch on the held-out samples train like every other sample.
    Their targets start as the one-hot of the given label as everyone's do, so they get a verdict
    the same way, from a model that has never fitted their (possibly wrong) labels.
-5. **Momentum** ``auto``: ``min(0.9, residue ** (1 / remaining epochs))``, so that the given label's
-   one-hot weighs at most ``residue`` in the final targets; never smoother than the paper's 0.9.
+5. **Momentum** ``auto``: ``min(0.6, residue ** (1 / remaining epochs))``, so that the given label's
+   one-hot weighs at most ``residue`` in the final targets. The cap 0.6 (the paper: 0.9) makes the
+   targets leave a wrong label within an epoch or two of the start, before the model memorises it;
+   it was chosen on the development settings, where F1 fell from about 0.85-0.90 at 0.6 to
+   0.29-0.62 at 0.9 (``docs/results/label-issues.md``).
 
 Under ``torchrun`` the held-out counts are summed over processes and rank 0's decision is
 broadcast, so every process starts SAT at the same step.
@@ -41,15 +44,15 @@ from torch import nn
 
 from selfadapt import distributed
 
-PAPER_MOMENTUM = 0.9  # the paper's alpha: the auto momentum never exceeds it
+AUTO_MOMENTUM_CAP = 0.6  # the automatic momentum never exceeds it (chosen on the development settings)
 
 
-def momentum_for(remaining_epochs: int, residue: float = 0.01, cap: float = PAPER_MOMENTUM) -> float:
+def momentum_for(remaining_epochs: int, residue: float = 0.01, cap: float = AUTO_MOMENTUM_CAP) -> float:
     """The momentum that leaves ``residue`` of the initial target after ``remaining_epochs`` updates,
     capped at ``cap``: ``min(cap, residue ** (1 / remaining_epochs))``.
 
-    >>> momentum_for(140), round(momentum_for(11), 4), momentum_for(0)
-    (0.9, 0.6579, 0.0)
+    >>> momentum_for(140), round(momentum_for(5), 4), momentum_for(0)
+    (0.6, 0.3981, 0.0)
     """
     if remaining_epochs <= 0:
         return 0.0
@@ -79,7 +82,9 @@ class AutoStart(nn.Module):
     ``record(index, correct, epoch)`` counts, during training, which held-out samples of a batch the
     model predicted as their given label; ``close_epoch(epoch)`` turns the counts into the epoch's
     accuracy, decides, and returns the epoch's metrics. Its state (the held-out set, the best
-    accuracy, the decision) is in buffers, so it is checkpointed with the objective.
+    accuracy, the decision) is in buffers, so it is checkpointed with the objective; the start
+    epoch and the last closed epoch are mirrored in Python, so a training step reads them without
+    waiting for the device.
     """
 
     def __init__(self, labels: torch.Tensor, num_classes: int, *, epochs: int, holdout: float = 0.1,
@@ -94,12 +99,17 @@ class AutoStart(nn.Module):
         self.register_buffer("counts", torch.zeros(2, dtype=torch.float64))  # correct, seen (this epoch)
         # best accuracy, its epoch, the last closed epoch, the start epoch (-1: not yet)
         self.register_buffer("state", torch.tensor([-1.0, -1.0, -1.0, -1.0], dtype=torch.float64))
+        self._mirror()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._mirror())
+
+    def _mirror(self) -> None:
+        start, self._closed = int(self.state[3]), int(self.state[2])
+        self._start = None if start < 0 else start
 
     @property
     def start_epoch(self) -> int | None:
         """The chosen start epoch, ``None`` while undecided."""
-        start = int(self.state[3])
-        return None if start < 0 else start
+        return self._start
 
     @property
     def best_epoch(self) -> int:
@@ -113,17 +123,17 @@ class AutoStart(nn.Module):
     def record(self, index: torch.Tensor, correct: torch.Tensor, epoch: int) -> None:
         """Count the held-out samples of a batch (``correct``: bool per sample of ``index``)."""
         held = self.held_out[index]
-        self.counts[0] += correct[held].sum().double()
+        self.counts[0] += (correct & held).sum().double()  # mask products: no wait for the device
         self.counts[1] += held.sum().double()
 
     def close_epoch(self, epoch: int) -> dict:
         """The held-out accuracy of ``epoch`` and the decision it leads to (once per epoch; later
         calls and calls after the decision return ``{}``). Every process must call it."""
-        if self.start_epoch is not None or epoch <= int(self.state[2]):
+        if self.start_epoch is not None or epoch <= self._closed:
             return {}
         correct, seen = distributed.all_reduce_sum(self.counts).tolist()
         self.counts.zero_()
-        self.state[2] = epoch
+        self.state[2], self._closed = epoch, epoch
         if not seen:  # no held-out sample went through the loss this epoch
             return {}
         accuracy = correct / seen
@@ -135,7 +145,7 @@ class AutoStart(nn.Module):
         start = distributed.broadcast_object(start)
         metrics = {"sat_holdout_accuracy": accuracy}
         if start is not None:
-            self.state[3] = start
+            self.state[3], self._start = start, start
             metrics.update(sat_start_epoch=start, sat_start_best_epoch=self.best_epoch,
                            sat_start_best_holdout_accuracy=self.best_accuracy,
                            sat_start_capped=float(epoch - self.best_epoch < self.patience))

@@ -118,7 +118,7 @@ def cmd_train(args) -> int:
 def cmd_find_label_issues(args) -> int:
     from selfadapt.find_issues import find_label_issues
 
-    find_label_issues(run_config_from(args), args.out)
+    find_label_issues(run_config_from(args), args.out, top=args.top)
     return 0
 
 
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     finder = commands.add_parser("find-label-issues", help="train once with SAT; write label_issues.csv")
     finder.add_argument("--out", required=True, help="run directory (required; gets label_issues.csv)")
+    finder.add_argument("--top", type=int, default=None, metavar="K",
+                        help="list the K most suspicious samples in label_issues.csv (a review budget) instead of "
+                             "every flagged one; label_scores.csv always scores every sample")
     add_run_flags(finder)
     finder.set_defaults(func=cmd_find_label_issues)
 

@@ -77,7 +77,7 @@ def non_negative(value) -> bool:
 
 def _datasets() -> list[str]:
     from selfadapt.data.datasets import DATASETS
-    return [*DATASETS, "imagefolder:PATH"]
+    return [*DATASETS, "imagefolder:PATH", "csv:FILE"]
 
 
 def _corruptions() -> list[str]:
@@ -113,8 +113,8 @@ SCHEDULES = ["cosine", "multistep", "constant"]
 class DataSettings:
     """What the model is trained and tested on, and how the labels or images are corrupted."""
 
-    dataset: str = setting("cifar10", "data set: a name below or imagefolder:PATH",
-                           check=lambda v: v.lower().startswith("imagefolder:") or v.lower().replace("_", "-")
+    dataset: str = setting("cifar10", "data set: a name below, imagefolder:PATH or csv:FILE (columns path,label)",
+                           check=lambda v: v.lower().startswith(("imagefolder:", "csv:")) or v.lower().replace("_", "-")
                            in _datasets(), choices=_datasets)
     data_dir: str | None = setting(None, "where the data set files are (default $SELFADAPT_DATA or ./data)")
     subset: int | None = setting(None, "train on a seeded class-balanced subset of N samples",

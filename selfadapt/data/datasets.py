@@ -20,6 +20,7 @@ Where each dataset is looked for (``data_dir`` defaults to ``$SELFADAPT_DATA`` o
 ``svhn``            ``train_32x32.mat`` and ``test_32x32.mat`` in ``data_dir/svhn/`` or ``data_dir/``
 ``stl10``           ``stl10_binary/`` in ``data_dir/`` or ``data_dir/stl10/``
 ``imagefolder:P``   ``P/train/<class>/*`` (+ ``P/test/`` or ``P/val/``), or ``P/<class>/*``
+``csv:FILE``        a CSV with columns ``path,label`` (``selfadapt.data.csv_images``)
 ==================  ========================================================================
 """
 from __future__ import annotations
@@ -212,6 +213,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         if not path:
             raise SelfAdaptError("imagefolder needs a path: imagefolder:PATH")
         return _load_imagefolder(path)
+    if key.lower().startswith("csv:"):
+        from selfadapt.data.csv_images import load_csv_images
+        return load_csv_images(key.split(":", 1)[1])
     key = key.lower().replace("_", "-")
     if key not in _LOADERS:
         raise SelfAdaptError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or imagefolder:PATH")

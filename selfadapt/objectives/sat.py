@@ -130,11 +130,21 @@ class SelfAdaptiveTraining(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
                 epoch: int) -> torch.Tensor:
-        logits = logits.float()
-        self._check_index(index)
+        try:
+            return self._loss(logits.float(), targets, index, epoch)
+        except IndexError:  # a gather out of the table (the CPU raises it; checking first would wait on a GPU)
+            outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
+            if not outside:
+                raise
+            raise SelfAdaptError(
+                f"dataset index {outside[0]} is outside the target table of {len(self.given_labels)} samples "
+                f"(indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
+                "e.g. with selfadapt.IndexedDataset(dataset)") from None
+
+    def _loss(self, logits, targets, index, epoch):
         if self.auto is not None and epoch > 0:
             self.end_epoch(epoch - 1)  # a loop that never calls end_epoch: close the last epoch now
-        self.schedule[1] = max(float(self.schedule[1]), epoch)
+        self.schedule[1].clamp_(min=epoch)
         start = self.start_epoch
         if start is None:
             return self._held_out_cross_entropy(logits, targets, index, epoch)
@@ -161,16 +171,6 @@ class SelfAdaptiveTraining(nn.Module):
         keep = ~self.auto.held_out[index]
         per_sample = F.cross_entropy(logits, targets, reduction="none")
         return (per_sample * keep).sum() / keep.sum().clamp_min(1)
-
-    def _check_index(self, index: torch.Tensor) -> None:
-        n = len(self.given_labels)
-        if index.numel():
-            low, high = torch.aminmax(index)
-            if int(low) < 0 or int(high) >= n:
-                raise SelfAdaptError(
-                    f"dataset index {int(high) if int(high) >= n else int(low)} is outside the target table of "
-                    f"{n} samples (indices 0..{n - 1}): pass each sample's position in the training set, "
-                    "e.g. with selfadapt.IndexedDataset(dataset)")
 
     def suspected_label_errors(self) -> LabelIssues:
         """Samples whose corrected label differs from the given one, most suspicious first.
@@ -215,7 +215,7 @@ def width_scaled(momentum: float, start_epoch: int, width: int, reference: int =
 @dataclass
 class SATOptions:
     sat_momentum: float | Literal["auto"] = setting(
-        "auto", "SAT target momentum alpha; auto: min(0.9, 0.01^(1/epochs left)) (the paper: 0.9)",
+        "auto", "SAT target momentum alpha; auto: min(0.6, 0.01^(1/epochs left)) (the paper: 0.9)",
         check=lambda m: m == "auto" or 0.0 <= m < 1.0, must="lie in [0, 1) or be auto")
     sat_start_epoch: int | Literal["auto"] = setting(
         "auto", "SAT start epoch Es (0-based; cross-entropy before it); auto: once accuracy on a held-out "
