@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import train_run
 from selfadapt.label_issue_grid import plot_label_issues
@@ -27,7 +29,8 @@ FINDER_METHODS = ("sat", "sat-sce")
 def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = None) -> dict:
     """Train ``config`` (a SAT method) into ``out``; write ``label_issues.csv`` (the flagged samples,
     or with ``top`` the ``top`` most suspicious), ``label_scores.csv`` (every sample, most suspicious
-    first) and ``label_issues.png`` (image data). Warns on stderr when the flags cannot be trusted.
+    first) and ``label_issues.png`` (images, not feature vectors). Warns on stderr when the flags
+    cannot be trusted.
 
     When the true labels are known (injected noise, CIFAR-N) ``out/summary.json`` also holds the
     precision, recall and F1 of the flags, and precision@K and ROC AUC of the scores. Returns the summary.
@@ -48,7 +51,8 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     where = dict(source_index=train.source_index, classes=classes, files=train.files)
     count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
     write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
-    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png")
+    images = data.images.dtype == torch.uint8  # feature vectors have no picture
+    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png") if images else None
 
     warnings = trust_warnings(result.objective.loss, summary, data.labels)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,

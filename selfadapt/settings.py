@@ -77,7 +77,7 @@ def non_negative(value) -> bool:
 
 def _datasets() -> list[str]:
     from selfadapt.data.datasets import DATASETS
-    return [*DATASETS, "imagefolder:PATH", "csv:FILE"]
+    return [*DATASETS, "imagefolder:PATH", "csv:FILE", "features:FILE.npz"]
 
 
 def _corruptions() -> list[str]:
@@ -113,8 +113,10 @@ SCHEDULES = ["cosine", "multistep", "constant"]
 class DataSettings:
     """What the model is trained and tested on, and how the labels or images are corrupted."""
 
-    dataset: str = setting("cifar10", "data set: a name below, imagefolder:PATH or csv:FILE (columns path,label)",
-                           check=lambda v: v.lower().startswith(("imagefolder:", "csv:")) or v.lower().replace("_", "-")
+    dataset: str = setting("cifar10", "data set: a name below, imagefolder:PATH, csv:FILE (columns path,label) or "
+                                      "features:FILE.npz (arrays X, y)",
+                           check=lambda v: v.lower().startswith(("imagefolder:", "csv:", "features:"))
+                           or v.lower().replace("_", "-")
                            in _datasets(), choices=_datasets)
     data_dir: str | None = setting(None, "where the data set files are (default $SELFADAPT_DATA or ./data)")
     subset: int | None = setting(None, "train on a seeded class-balanced subset of N samples",
@@ -279,6 +281,8 @@ class RunConfig:
             raise SelfAdaptError(f"{prefix}human noise takes --noise-variant (a CIFAR-N label set), not --noise-rate")
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
+        if data.dataset.lower().startswith("features:") and data.augment != "none":
+            raise SelfAdaptError(f"{prefix}feature vectors take no image augmentation: add --augment none")
         from selfadapt.objectives.registry import get_method
         get_method(self.method.method).check(self, prefix)
 

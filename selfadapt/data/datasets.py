@@ -21,6 +21,7 @@ Where each dataset is looked for (``data_dir`` defaults to ``$SELFADAPT_DATA`` o
 ``stl10``           ``stl10_binary/`` in ``data_dir/`` or ``data_dir/stl10/``
 ``imagefolder:P``   ``P/train/<class>/*`` (+ ``P/test/`` or ``P/val/``), or ``P/<class>/*``
 ``csv:FILE``        a CSV with columns ``path,label`` (``selfadapt.data.csv_images``)
+``features:F.npz``  feature vectors ``X`` with labels ``y`` (``selfadapt.data.features``)
 ==================  ========================================================================
 """
 from __future__ import annotations
@@ -103,8 +104,8 @@ class ImageSet:
     files: list[str] | None = None
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise SelfAdaptError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
+            raise SelfAdaptError(f"images must be uint8 (N, C, H, W) (float32 for feature vectors), got {self.images.dtype} "
                                  f"{tuple(self.images.shape)}")
         n = self.images.shape[0]
         for field in ("labels", "source_index"):
@@ -213,6 +214,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         if not path:
             raise SelfAdaptError("imagefolder needs a path: imagefolder:PATH")
         return _load_imagefolder(path)
+    if key.lower().startswith("features:"):
+        from selfadapt.data.features import load_features
+        return load_features(key.split(":", 1)[1])
     if key.lower().startswith("csv:"):
         from selfadapt.data.csv_images import load_csv_images
         return load_csv_images(key.split(":", 1)[1])
