@@ -91,7 +91,7 @@ class PreparedData:
 def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
     """Load, subset and corrupt the training data exactly as ``config`` says."""
     data = config.data
-    dataset = load_dataset(data.dataset, data.data_dir)
+    dataset = load_dataset(data.dataset, data.data_dir, skip_unreadable=data.skip_unreadable)
     if data.subset is not None and data.subset < len(dataset.train):
         dataset.train = class_balanced_subset(dataset.train, data.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:

@@ -127,6 +127,8 @@ class DataSettings:
                                          "(given labels) for choices that must not see the test set",
                                    check=positive, must="be > 0")
     augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
+    skip_unreadable: bool = setting(False, "imagefolder: and csv: data: leave out images that cannot be read "
+                                           "(listed on stderr) instead of stopping")
     batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
     noise: str = setting("none", "corruption of the training labels or images", choices=_corruptions)

@@ -71,3 +71,28 @@ def test_find_label_issues_on_a_csv_keeps_the_paths(tmp_path):
     with open(out / "label_scores.csv", newline="") as f:
         scored = list(csv.DictReader(f))
     assert sorted(r["file"] for r in scored) == sorted(r[0] for r in rows)
+
+
+def test_skip_unreadable_leaves_out_and_lists_broken_images(tmp_path, capsys):
+    file, rows = write_digit_csv(tmp_path)
+    broken = rows[4][0]
+    (tmp_path / broken).write_bytes((tmp_path / broken).read_bytes()[:40])  # a truncated PNG
+    with pytest.raises(SelfAdaptError, match=f"cannot read image {broken}"):
+        load_dataset(f"csv:{file}")
+    data = load_dataset(f"csv:{file}", skip_unreadable=True)
+    assert data.train.files == [r[0] for r in rows if r[0] != broken]
+    assert f"skipped 1 unreadable image(s) in {tmp_path}: {broken}" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["find-label-issues", "--dataset", f"csv:{file}", "--skip-unreadable", "--model", "mlp", "--epochs",
+                 "2", "--augment", "none", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    assert len(list(csv.DictReader(open(out / "label_scores.csv", newline="")))) == len(rows) - 1
+
+
+def test_skip_unreadable_in_an_image_folder(tmp_path, capsys):
+    write_digit_csv(tmp_path / "src")
+    for k, png in enumerate(sorted((tmp_path / "src" / "img").iterdir())):
+        folder = tmp_path / "folder" / f"class{k % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / png.name).write_bytes(png.read_bytes() if k != 3 else b"broken")
+    data = load_dataset(f"imagefolder:{tmp_path / 'folder'}", skip_unreadable=True)
+    assert len(data.train) == 17 and "skipped 1 unreadable image(s)" in capsys.readouterr().err

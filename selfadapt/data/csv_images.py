@@ -3,7 +3,8 @@
 The file has a header with columns ``path`` and ``label``; paths are relative to the CSV's folder
 (absolute paths work too). Labels are class names, or integers ``0..C-1``; classes are sorted
 (names alphabetically, integers numerically) and every class must have a sample. Every listed
-image is training data (there is no test split). Bad rows are one clear error naming the row::
+image is training data (there is no test split). Bad rows are one clear error naming the row
+(unreadable images can be skipped instead: ``--skip-unreadable``)::
 
     path,label
     cats/001.jpg,cat
@@ -20,15 +21,21 @@ import torch
 from selfadapt.errors import SelfAdaptError
 
 
-def load_csv_images(path: str):
-    """The CSV at ``path`` as a :class:`~selfadapt.data.datasets.Dataset` (all rows in ``train``)."""
-    from selfadapt.data.datasets import ImageSet, _read_images, _with_stats
+def load_csv_images(path: str, skip_unreadable: bool = False):
+    """The CSV at ``path`` as a :class:`~selfadapt.data.datasets.Dataset` (all rows in ``train``);
+    with ``skip_unreadable`` the rows whose image cannot be read are left out (and listed)."""
+    from selfadapt.data.datasets import ImageSet, _read_images, _with_stats, readable_images
 
     file = Path(path).expanduser()
     if not file.is_file():
         raise SelfAdaptError(f"CSV file {file} {'is a folder' if file.exists() else 'does not exist'}; "
                              "expected a CSV with columns path,label")
     paths, labels = _read_rows(file)
+    if skip_unreadable:
+        kept = readable_images([file.parent / p for p in paths], file.parent)
+        paths, labels = [p for p, ok in zip(paths, kept) if ok], [y for y, ok in zip(labels, kept) if ok]
+        if not paths:
+            raise SelfAdaptError(f"{file}: no listed image could be read")
     classes = _classes(labels)
     index = {c: k for k, c in enumerate(classes)}
     root = file.parent
