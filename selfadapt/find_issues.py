@@ -84,6 +84,30 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     return summary
 
 
+CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
+
+
+def finder_defaults(dataset: str | None, device: str | None) -> dict:
+    """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
+    GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
+    and a linear model without augmentation for feature vectors.
+
+    >>> finder_defaults("features:emb.npz", "cpu")
+    {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    """
+    from selfadapt.experiment import resolve_device
+    from selfadapt.settings import RunConfig
+
+    base = RunConfig.from_flat({})
+    defaults = {}
+    if (dataset or base.data.dataset).lower().startswith("features:"):
+        defaults.update(model="linear", augment="none")
+    if resolve_device(device or base.engine.device) == "cpu":
+        for key, value in CPU_DEFAULTS.items():
+            defaults.setdefault(key, value)
+    return defaults
+
+
 def trust_warnings(sat, summary: dict, labels) -> list[str]:
     """Why the flags may be junk: the model never beat predicting the most common label, or the
     targets had too few updates to move (``objectives.sat.too_few_updates``)."""

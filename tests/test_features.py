@@ -62,8 +62,8 @@ def test_bad_arrays_are_one_clear_error(tmp_path, changes, message):
 
 def test_features_need_no_augmentation_and_bad_files_exit_2(tmp_path, capsys):
     digit_features(tmp_path / "f.npz")
-    assert main(["find-label-issues", "--dataset", f"features:{tmp_path / 'f.npz'}", "--out", str(tmp_path / "r")]) == 2
-    assert "add --augment none" in capsys.readouterr().err
+    assert main(["train", "--dataset", f"features:{tmp_path / 'f.npz'}", "--out", str(tmp_path / "r")]) == 2
+    assert "add --augment none" in capsys.readouterr().err  # find-label-issues sets it for features itself
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["find-label-issues", "--dataset", f"features:{tmp_path / 'bad.npz'}", "--augment", "none",
                  "--out", str(tmp_path / "r")]) == 2

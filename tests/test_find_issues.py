@@ -98,3 +98,12 @@ def test_find_label_issues_refuses_a_non_sat_method_and_a_bad_top(tmp_path, caps
     assert main(["find-label-issues", "--dataset", "digits", "--top", "0", "--out", str(tmp_path / "r")]) == 2
     assert "--top must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_cpu_runs_get_cpu_sized_defaults_and_flags_override_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["find-label-issues", "--dataset", "digits", "--subset", "200", "--epochs", "2", "--device", "cpu",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "find-label-issues defaults: --model cnn --batch-size 128 --lr 0.05" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["model"] == "cnn" and config["engine"]["epochs"] == 2 and config["data"]["batch_size"] == 128
