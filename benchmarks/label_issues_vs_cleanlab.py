@@ -5,8 +5,9 @@ One invocation does both, on one noisy training set (``prepare_data``: same subs
 1. **SAT**: one self-adaptive training run on all N training samples. A sample is flagged when the
    argmax of its corrected target differs from its given label (SPEC section 1), ranked by the
    target's max (``SelfAdaptiveTraining.suspected_label_errors``). Compute: ``epochs`` passes. The
-   SAT start epoch defaults to ``round(0.3 x epochs)`` (the paper's 60 of 200); ``--sat-momentum 0.9
-   0.7`` trains one SAT run per value, each its own row and its own ``epochs`` passes.
+   SAT start epoch and momentum default to ``auto`` (``selfadapt.auto_start``: chosen from the noisy
+   training data alone); ``--sat-momentum auto 0.9 0.7`` trains one SAT run per value, each its own
+   row and its own ``epochs`` passes.
 2. **cleanlab**: K-fold cross-validation (stratified on the given labels, seeded). For each fold a
    fresh model of the same architecture is trained with cross-entropy on the other K-1 folds, with
    the same epochs, optimiser, schedule, batch size and augmentation, and predicts softmax
@@ -74,24 +75,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", default="cosine")
     p.add_argument("--augment", default="crop-flip")
-    p.add_argument("--sat-momentum", type=float, nargs="+", default=[0.9],
-                   help="one SAT run per value, each a row (and epochs passes) of its own")
-    p.add_argument("--sat-start-epoch", type=int, default=None,
-                   help="default round(0.3 x epochs), the paper's 60 of 200")
+    p.add_argument("--sat-momentum", type=auto_or(float), nargs="+", default=["auto"],
+                   help="auto or a float; one SAT run per value, each a row (and epochs passes) of its own")
+    p.add_argument("--sat-start-epoch", type=auto_or(int), default="auto",
+                   help="auto (selfadapt.auto_start) or an epoch; the paper's is 60 of 200")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice); on a shared 2-core machine 1 thread "
                         "ran about 10x faster than 2")
     p.add_argument("--out", default="runs/label_issues_vs_cleanlab", help="directory for results.json")
     args = p.parse_args(argv)
-    if args.sat_start_epoch is None:
-        args.sat_start_epoch = round(0.3 * args.epochs)
     if args.folds < 2:
         p.error("--folds must be at least 2")
     return args
 
 
-def run_config(args, method: str = "sat", momentum: float | None = None) -> RunConfig:
+def auto_or(kind):
+    """An argparse type: the word ``auto`` or a value of ``kind``."""
+    return lambda text: text if text == "auto" else kind(text)
+
+
+def run_config(args, method: str = "sat", momentum: float | str | None = None) -> RunConfig:
     sat = {"sat_momentum": momentum or args.sat_momentum[0], "sat_start_epoch": args.sat_start_epoch}
     return RunConfig.from_flat(dict(
         dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, model=args.model, width=args.width,
@@ -191,15 +195,17 @@ def main(argv=None) -> dict:
         targets = label_distribution_store(objective).values.detach().cpu()
         issues = suspected_label_errors(targets, data.labels.cpu())
         sat_score = 1.0 - targets[torch.arange(n), data.labels.cpu()].numpy()
-        key = f"{momentum:g}"
+        sat = objective.loss
+        key = str(momentum)
         sat_test[key], sat_history[key] = test_accuracy(model, data, device), history
-        print(f"SAT momentum {momentum:g}: {sat_seconds:.1f} s, final train acc (given labels, augmented "
+        print(f"SAT momentum {key} ({sat.momentum:.3f}), start epoch {sat.start_epoch}: {sat_seconds:.1f} s, final train acc (given labels, augmented "
               f"view) {history[-1]['train_accuracy_given']:.4f}, test acc {sat_test[key]:.4f}, "
               f"{len(issues.index)} flagged")
-        results.append(row(f"SAT, argmax target != label (momentum {momentum:g}, start epoch {args.sat_start_epoch})",
+        results.append(row(f"SAT, argmax target != label (momentum {key}: {sat.momentum:.3f}, start epoch "
+                           f"{args.sat_start_epoch}: {sat.start_epoch})",
                            issues.index.cpu().numpy(), is_error, float(args.epochs), sat_seconds,
                            roc_auc(sat_score, is_error.numpy()), test_accuracy=sat_test[key],
-                           sat_start_epoch=args.sat_start_epoch, sat_momentum=momentum))
+                           sat_start_epoch=sat.start_epoch, sat_momentum=sat.momentum))
 
     # 2. cleanlab: K-fold out-of-sample probabilities, then find_label_issues.
     start = time.perf_counter()

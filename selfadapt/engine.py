@@ -248,6 +248,7 @@ class Trainer:
             record["train_accuracy_given"] = sums[2] / sums[3]
         for key, value in extra.items():
             record[key] = distributed.all_reduce_sum(value).item() / max(sums[1], 1)
+        record.update(self.objective.end_epoch(epoch))
         if not math.isfinite(record["train_loss"]):
             raise SelfAdaptError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
         record["train_seconds"] = time.perf_counter() - start

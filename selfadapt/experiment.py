@@ -116,7 +116,7 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
 
 def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
-    dataset = load_dataset(data.dataset, data.data_dir)
+    dataset = load_dataset(data.dataset, data.data_dir, skip_unreadable=data.skip_unreadable)
     if data.subset is not None and data.subset < len(dataset.train):
         dataset.train = class_balanced_subset(dataset.train, data.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from typing import NamedTuple
 
 import torch
@@ -31,6 +32,19 @@ def suspected_label_errors(targets: torch.Tensor, given_labels: torch.Tensor) ->
     return LabelIssues(flagged, given_labels[flagged], suggested[flagged], confidence[flagged])
 
 
+def ranking_scores(targets: torch.Tensor, given_labels: torch.Tensor) -> torch.Tensor:
+    """How suspicious each label is: ``1 - t_i[given_i]``, the corrected target's probability that
+    the given label is wrong (0 for unlabeled rows). Sort by it to review the K most suspicious.
+
+    >>> ranking_scores(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([1, 1]))
+    tensor([0.9000, 0.2000])
+    """
+    given_labels = given_labels.to(targets.device)
+    rows = torch.arange(len(given_labels), device=targets.device)
+    kept = targets[rows, given_labels.clamp_min(0)].float()
+    return torch.where(given_labels >= 0, 1.0 - kept, torch.zeros_like(kept))
+
+
 def label_issue_scores(flagged: torch.Tensor, is_error: torch.Tensor) -> dict:
     """Precision, recall and F1 of ``flagged`` indices against a boolean mask of true label errors.
 
@@ -49,20 +63,65 @@ def label_issue_scores(flagged: torch.Tensor, is_error: torch.Tensor) -> dict:
     return {"flagged": len(flagged), "true_errors": true_errors, "precision": precision, "recall": recall, "f1": f1}
 
 
+def top_suspects(targets: torch.Tensor, given_labels: torch.Tensor, k: int) -> LabelIssues:
+    """The ``k`` most suspicious labelled rows by :func:`ranking_scores` (flagged or not), most
+    suspicious first: what a reviewer with a budget of ``k`` checks.
+
+    >>> top_suspects(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), torch.tensor([1, 1, 1]), 2).index
+    tensor([0, 2])
+    """
+    scores = ranking_scores(targets, given_labels)
+    labelled = torch.nonzero(given_labels.to(scores.device) >= 0).squeeze(1)
+    order = labelled[torch.argsort(scores[labelled], descending=True, stable=True)][:k]
+    confidence, suggested = targets[order].max(dim=1)
+    return LabelIssues(order, given_labels.to(order.device)[order], suggested, confidence)
+
+
+def ranking_quality(scores: torch.Tensor, is_error: torch.Tensor, k: int) -> dict:
+    """How well ``scores`` rank the true label errors: precision and recall of the ``k`` highest, and
+    the ROC AUC (threshold-free; ``None`` when every or no label is wrong).
+
+    >>> ranking_quality(torch.tensor([0.9, 0.1, 0.8, 0.2]), torch.tensor([True, False, False, True]), 2)
+    {'k': 2, 'precision_at_k': 0.5, 'recall_at_k': 0.5, 'roc_auc': 0.75}
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores, is_error = scores.detach().float().cpu(), torch.as_tensor(is_error, dtype=torch.bool).cpu()
+    top = torch.argsort(scores, descending=True, stable=True)[:k]
+    hits, errors = int(is_error[top].sum()), int(is_error.sum())
+    auc = float(roc_auc_score(is_error.numpy(), scores.numpy())) if 0 < errors < len(is_error) else None
+    return {"k": len(top), "precision_at_k": hits / max(len(top), 1), "recall_at_k": hits / max(errors, 1),
+            "roc_auc": auc}
+
+
+def frequent_pairs(issues: LabelIssues, classes: list[str], n: int = 5) -> list[tuple[str, str, int]]:
+    """The ``n`` most frequent (given class, suggested class, count) among ``issues``.
+
+    >>> frequent_pairs(LabelIssues(*torch.tensor([[0, 1, 2], [0, 0, 1], [1, 1, 0], [0.9, 0.8, 0.7]])), ["a", "b"])
+    [('a', 'b', 2), ('b', 'a', 1)]
+    """
+    pairs = Counter(zip(issues.given_label.tolist(), issues.suggested_label.tolist()))
+    return [(classes[int(g)], classes[int(s)], count) for (g, s), count in pairs.most_common(n)]
+
+
+_COLUMNS = ["index", "file", "given_label", "suggested_label", "given_class", "suggested_class", "confidence"]
+
+
 def write_label_issues_csv(path, issues, *, source_index: torch.Tensor, classes: list[str],
-                           files: list[str] | None = None) -> int:
-    """Write SAT's suspected label errors, most confident first, as CSV; return the row count.
+                           files: list[str] | None = None, scores: torch.Tensor | None = None) -> int:
+    """Write suspected label errors in the order given as CSV; return the row count.
 
     Columns: ``index`` (position in the full training set as the data set orders it), ``file``
     (empty when the data set has no files), ``given_label``, ``suggested_label``, their class names
-    and ``confidence`` (the corrected target's probability of the suggested label).
+    and ``confidence`` (the corrected target's probability of the suggested label); with ``scores``
+    (one per training row, :func:`ranking_scores`) also ``score``.
     """
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "file", "given_label", "suggested_label", "given_class", "suggested_class",
-                         "confidence"])
+        writer.writerow(_COLUMNS + (["score"] if scores is not None else []))
         for position, given, suggested, confidence in zip(issues.index.tolist(), issues.given_label.tolist(),
                                                           issues.suggested_label.tolist(), issues.confidence.tolist()):
-            writer.writerow([int(source_index[position]), files[position] if files else "", given, suggested,
-                             classes[given], classes[suggested], f"{confidence:.6f}"])
+            row = [int(source_index[position]), files[position] if files else "", given, suggested,
+                   classes[given], classes[suggested], f"{confidence:.6f}"]
+            writer.writerow(row + ([f"{float(scores[position]):.6f}"] if scores is not None else []))
     return len(issues.index)

@@ -77,7 +77,7 @@ def non_negative(value) -> bool:
 
 def _datasets() -> list[str]:
     from selfadapt.data.datasets import DATASETS
-    return [*DATASETS, "imagefolder:PATH"]
+    return [*DATASETS, "imagefolder:PATH", "csv:FILE", "features:FILE.npz"]
 
 
 def _corruptions() -> list[str]:
@@ -113,8 +113,10 @@ SCHEDULES = ["cosine", "multistep", "constant"]
 class DataSettings:
     """What the model is trained and tested on, and how the labels or images are corrupted."""
 
-    dataset: str = setting("cifar10", "data set: a name below or imagefolder:PATH",
-                           check=lambda v: v.lower().startswith("imagefolder:") or v.lower().replace("_", "-")
+    dataset: str = setting("cifar10", "data set: a name below, imagefolder:PATH, csv:FILE (columns path,label) or "
+                                      "features:FILE.npz (arrays X, y)",
+                           check=lambda v: v.lower().startswith(("imagefolder:", "csv:", "features:"))
+                           or v.lower().replace("_", "-")
                            in _datasets(), choices=_datasets)
     data_dir: str | None = setting(None, "where the data set files are (default $SELFADAPT_DATA or ./data)")
     subset: int | None = setting(None, "train on a seeded class-balanced subset of N samples",
@@ -127,6 +129,8 @@ class DataSettings:
     augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
     unlabeled: bool = setting(False, "also train on the data set's unlabeled split (STL-10; labels -1), "
                                      "for self-supervised methods")
+    skip_unreadable: bool = setting(False, "imagefolder: and csv: data: leave out images that cannot be read "
+                                           "(listed on stderr) instead of stopping")
     batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
     noise: str = setting("none", "corruption of the training labels or images", choices=_corruptions)
@@ -288,6 +292,8 @@ class RunConfig:
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
         from selfadapt.evaluators import get_evaluator
+        if data.dataset.lower().startswith("features:") and data.augment != "none":
+            raise SelfAdaptError(f"{prefix}feature vectors take no image augmentation: add --augment none")
         from selfadapt.objectives.registry import get_method
         method = get_method(self.method.method)
         if data.unlabeled and method.uses_labels:

@@ -32,7 +32,8 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["noise_seed"] == 0 and config["model"]["seed"] == 0 and config["data"]["data_seed"] is None
-    assert config["method"]["options"] == {"sat_momentum": 0.9, "sat_start_epoch": 1}
+    assert config["method"]["options"] == {"sat_momentum": "auto", "sat_start_epoch": 1, "sat_holdout": 0.1,
+                                           "sat_patience": 3}
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]
     summary = json.loads((out / "summary.json").read_text())
@@ -50,7 +51,7 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
 
 
 def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
-    constant = [*TINY, "--schedule", "constant", "--method", "sat"]
+    constant = [*TINY, "--schedule", "constant", "--method", "sat", "--sat-momentum", "0.9"]  # neither depends on --epochs
     main(["train", *constant, "--out", str(tmp_path / "a"), "--epochs", "3"])
     main(["train", *constant, "--out", str(tmp_path / "b"), "--epochs", "2"])
     main(["train", *constant, "--out", str(tmp_path / "b"), "--epochs", "3"])
@@ -74,7 +75,7 @@ def test_preset_with_overrides():
     (["--noise-rate", "1.5"], "noise_rate must lie in [0, 1], got 1.5"),
     (["--noise-rate", "-0.1"], "noise_rate must lie in [0, 1]"),
     (["--noise-rate", "abc"], "noise_rate must be float, got 'abc'"),
-    (["--sat-momentum", "1.0"], "sat_momentum must lie in [0, 1), got 1.0"),
+    (["--sat-momentum", "1.0"], "sat_momentum must lie in [0, 1) or be auto, got 1.0"),
     (["--sat-start-epoch", "2"], "SAT starts at epoch 2 (0-based) but the run has only 2 epochs"),
     (["--gce-q", "0.5"], "gce_q is an option of method gce, not of method 'sat'"),
     (["--method", "gce", "--gce-q", "abc"], "gce_q must be float, got 'abc'"),

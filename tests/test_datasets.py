@@ -570,7 +570,7 @@ def test_select_keeps_fields_aligned_and_checks_input():
     with pytest.raises(SelfAdaptError, match="indices"):
         s.select([5])
     with pytest.raises(SelfAdaptError, match="uint8"):
-        ImageSet(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.int64), torch.arange(2))
+        ImageSet(torch.zeros(2, 1, 2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.int64), torch.arange(2))
     with pytest.raises(SelfAdaptError, match="labels"):
         ImageSet(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), torch.arange(2))
 

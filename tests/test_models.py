@@ -15,7 +15,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-NAMES = ["resnet18", "resnet34", "preact-resnet18", "wrn-28-10", "wrn-34-10", "vgg16-bn", "cnn", "mlp"]
+NAMES = ["resnet18", "resnet34", "preact-resnet18", "wrn-28-10", "wrn-34-10", "vgg16-bn", "cnn", "mlp", "linear"]
 
 
 def test_registry_lists_every_model():
@@ -138,7 +138,8 @@ def test_dropout_is_honoured():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_default_dropout_per_model(name):
-    expected = {"vgg16-bn": 0.5, "resnet18": None, "resnet34": None, "preact-resnet18": None}.get(name, 0.0)
+    expected = {"vgg16-bn": 0.5, "resnet18": None, "resnet34": None, "preact-resnet18": None,
+                "linear": None}.get(name, 0.0)
     assert MODELS[name].dropout == expected
     model = build_model(name, num_classes=3, image_size=8, width=small_width(name))
     if name == "vgg16-bn":

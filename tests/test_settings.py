@@ -51,7 +51,7 @@ def test_every_method_option_has_a_default_a_help_and_is_checked():
     ({"schedule": "multistep"}, "--schedule multistep needs --milestones"),
     ({"evaluators": ["accuracy", "nope"]}, "unknown evaluator 'nope'"),
     ({"method": "coteaching"}, "give --coteaching-forget-rate"),
-    ({"epochs": 10}, "SAT starts at epoch 60 (0-based) but the run has only 10 epochs"),
+    ({"epochs": 10, "sat_start_epoch": 60}, "SAT starts at epoch 60 (0-based) but the run has only 10 epochs"),
 ])
 def test_bad_values_are_one_line_errors(values, message):
     with pytest.raises(SelfAdaptError) as info:
@@ -81,7 +81,7 @@ def test_presets_carry_the_papers_numbers(capsys):
 def test_methods_lists_each_option_with_its_default(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    assert "gce: generalized cross-entropy" in out and "--gce-q 0.7" in out and "--sat-start-epoch 60" in out
+    assert "gce: generalized cross-entropy" in out and "--gce-q 0.7" in out and "--sat-start-epoch auto" in out
     assert main(["evaluators"]) == 0
     assert "--memorisation-every 10" in capsys.readouterr().out
     assert get_method("ce").outputs(10) == 10

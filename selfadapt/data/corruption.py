@@ -341,8 +341,10 @@ def _validate(images, labels, kind, rate, seed, num_classes) -> tuple[np.ndarray
         raise SelfAdaptError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
         raise SelfAdaptError("labels must be a 1-D integer tensor")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype not in (torch.uint8, torch.float32):
         raise SelfAdaptError("images must be a uint8 tensor of shape (N, C, H, W)")
+    if images.dtype != torch.uint8 and kind in INPUT_CORRUPTIONS:
+        raise SelfAdaptError(f"{kind} corrupts the pixels of uint8 images; feature vectors take label noise only")
     if images.shape[0] != labels.shape[0]:
         raise SelfAdaptError(f"{images.shape[0]} images but {labels.shape[0]} labels")
     y = labels.detach().cpu().numpy().astype(np.int64)

@@ -20,6 +20,8 @@ Where each dataset is looked for (``data_dir`` defaults to ``$SELFADAPT_DATA`` o
 ``svhn``            ``train_32x32.mat`` and ``test_32x32.mat`` in ``data_dir/svhn/`` or ``data_dir/``
 ``stl10``           ``stl10_binary/`` in ``data_dir/`` or ``data_dir/stl10/``
 ``imagefolder:P``   ``P/train/<class>/*`` (+ ``P/test/`` or ``P/val/``), or ``P/<class>/*``
+``csv:FILE``        a CSV with columns ``path,label`` (``selfadapt.data.csv_images``)
+``features:F.npz``  feature vectors ``X`` with labels ``y`` (``selfadapt.data.features``)
 ==================  ========================================================================
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ import gzip
 import hashlib
 import logging
 import os
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -102,8 +105,8 @@ class ImageSet:
     files: list[str] | None = None
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise SelfAdaptError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
+            raise SelfAdaptError(f"images must be uint8 (N, C, H, W) (float32 for feature vectors), got {self.images.dtype} "
                                  f"{tuple(self.images.shape)}")
         n = self.images.shape[0]
         for field in ("labels", "source_index"):
@@ -187,7 +190,8 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path("data")
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True,
+                 skip_unreadable: bool = False) -> Dataset:
     """Load a dataset by name (see :data:`DATASETS`, or ``"imagefolder:PATH"``).
 
     Parameters
@@ -200,6 +204,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
     download : bool
         Fetch CIFAR-10/100 from the official address when absent (the other datasets are not
         downloaded: the error says which files to put where).
+    skip_unreadable : bool
+        ``imagefolder:`` and ``csv:`` only: leave out images that cannot be read (listed on
+        stderr) instead of raising.
 
     Example
     -------
@@ -211,7 +218,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         path = key.split(":", 1)[1]
         if not path:
             raise SelfAdaptError("imagefolder needs a path: imagefolder:PATH")
-        return _load_imagefolder(path)
+        return _load_imagefolder(path, skip_unreadable)
+    if key.lower().startswith("features:"):
+        from selfadapt.data.features import load_features
+        return load_features(key.split(":", 1)[1])
+    if key.lower().startswith("csv:"):
+        from selfadapt.data.csv_images import load_csv_images
+        return load_csv_images(key.split(":", 1)[1], skip_unreadable)
     key = key.lower().replace("_", "-")
     if key not in _LOADERS:
         raise SelfAdaptError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or imagefolder:PATH")
@@ -688,7 +701,7 @@ def _read_images(paths: list[Path], root: Path) -> np.ndarray:
     from PIL import Image
 
     def fail(p, e):
-        return SelfAdaptError(f"cannot read image {p.relative_to(root).as_posix()} in {root}: {e}")
+        return SelfAdaptError(f"cannot read image {_shown(p, root)} in {root}: {e}")
 
     modes = []
     size = None
@@ -713,7 +726,31 @@ def _read_images(paths: list[Path], root: Path) -> np.ndarray:
     return out.transpose(0, 3, 1, 2)
 
 
-def _load_imagefolder(path: str) -> Dataset:
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` where it lies inside it, else as given."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def readable_images(paths: list[Path], root: Path) -> list[bool]:
+    """Whether each image decodes completely; the others are listed on stderr (``--skip-unreadable``)."""
+    from PIL import Image
+
+    def readable(p):
+        try:
+            with Image.open(p) as im:
+                im.load()
+            return True
+        except Exception:
+            return False
+
+    kept = [readable(p) for p in paths]
+    skipped = [_shown(p, root) for p, ok in zip(paths, kept) if not ok]
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s) in {root}: {', '.join(skipped)}", file=sys.stderr)
+    return kept
+
+
+def _load_imagefolder(path: str, skip_unreadable: bool = False) -> Dataset:
     root = Path(path).expanduser()
     if not root.is_dir():
         problem = "is a file, not a folder" if root.exists() else "does not exist"
@@ -731,6 +768,9 @@ def _load_imagefolder(path: str) -> Dataset:
     def flatten(found):
         files = [p for c in classes for p in found.get(c, [])]
         labels = [k for k, c in enumerate(classes) for _ in found.get(c, [])]
+        if skip_unreadable:
+            kept = readable_images(files, root)
+            files, labels = [f for f, ok in zip(files, kept) if ok], [y for y, ok in zip(labels, kept) if ok]
         return files, labels
 
     (train_files, train_labels), (test_files, test_labels) = flatten(train_found), flatten(test_found)

@@ -96,6 +96,8 @@ MODELS: dict[str, ModelSpec] = {
                      "small 3-layer CNN for CPU runs, base width (16)"),
     "mlp": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, hidden=w, dropout=p), 512, 0.0,
                      "2-hidden-layer MLP, hidden units (512)"),
+    "linear": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, depth=0), 1, None,
+                        "linear classifier on the (normalised) inputs, e.g. embeddings; no width"),
 }
 
 

@@ -51,7 +51,7 @@ class MLP(nn.Module):
             layers += [nn.Linear(din, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             din = hidden
         self.features = nn.Sequential(*layers)
-        self.feature_dim = hidden
+        self.feature_dim = din  # the input size when depth is 0 (a linear model)
 
     def forward(self, x):
         return self.features(x)

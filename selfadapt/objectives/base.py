@@ -1,7 +1,8 @@
 """What the engine sees of a training objective: one step from a batch to a loss.
 
 The engine knows no method. It calls ``objective.training_step(model, batch, epoch)`` on every
-batch and ``objective.after_step(model, progress)`` after every optimiser step (momentum encoders),
+batch, ``objective.after_step(model, progress)`` after every optimiser step (momentum encoders)
+and ``objective.end_epoch(epoch)`` after every epoch (decisions taken from a whole epoch),
 optimises the model's parameters together with the objective's own (co-teaching's peer network,
 extra heads), and checkpoints ``objective.state_dict()`` (SAT's targets, ELR's averages) with the
 model. Evaluators call ``objective.predict(model, x)`` for class logits.
@@ -73,6 +74,11 @@ class Objective(nn.Module):
         """Class logits for evaluation (e.g. without an abstain column); the model's output by default."""
         return model(x)
 
+    def end_epoch(self, epoch: int) -> dict:
+        """Called by every process after the last step of ``epoch``; returns metrics for the epoch's
+        record (e.g. a decision taken from the epoch, such as SAT's automatic start). None by default."""
+        return {}
+
 
 class LogitLoss(Objective):
     """An objective made of a loss on the model's logits: ``loss(logits, y, index, epoch)``.
@@ -94,3 +100,7 @@ class LogitLoss(Objective):
     def training_step(self, model, batch, epoch):
         logits = model(batch.x)
         return StepOutput(self.loss(logits, batch.y, batch.index, epoch), logits)
+
+    def end_epoch(self, epoch):
+        end = getattr(self.loss, "end_epoch", None)
+        return end(epoch) if end is not None else {}

@@ -5,13 +5,17 @@ training loop that knows the dataset index of each sample.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfadapt import distributed
+from selfadapt.auto_start import AutoStart, momentum_for
+from selfadapt.errors import SelfAdaptError
 from selfadapt.label_issues import LabelIssues, suspected_label_errors
 from selfadapt.objectives.base import LogitLoss
 from selfadapt.objectives.registry import Method, register, start_epoch_before_end
@@ -47,33 +51,106 @@ class SelfAdaptiveTraining(nn.Module):
     >>> loss.backward()
     >>> sat.targets.shape
     torch.Size([4, 3])
+
+    ``start_epoch="auto"`` and ``momentum="auto"`` (which need ``epochs``, the length of the run)
+    choose both from the noisy training data (:mod:`selfadapt.auto_start`): a held-out share of
+    the samples is left out of the loss while SAT waits, and SAT starts once the model's accuracy
+    on them against their given labels stops improving; call :meth:`end_epoch` after each epoch
+    (otherwise the first call of the next epoch closes it).
     """
 
-    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float = 0.9,
-                 start_epoch: int = 60, *, sce_weights: tuple[float, float] | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float | str = 0.9,
+                 start_epoch: int | str = 60, *, sce_weights: tuple[float, float] | None = None,
+                 dtype: torch.dtype = torch.float32, epochs: int | None = None, holdout: float = 0.1,
+                 patience: int = 3, residue: float = 0.01, seed: int = 0):
         super().__init__()
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"SAT momentum must lie in [0, 1), got {momentum}")
-        if start_epoch < 0:
-            raise ValueError(f"SAT start epoch must be >= 0, got {start_epoch}")
+        auto_start, self.auto_momentum = start_epoch == "auto", momentum == "auto"
+        if (auto_start or self.auto_momentum) and not epochs:
+            raise ValueError("start_epoch='auto' and momentum='auto' need epochs= (the number of epochs of the run)")
+        if not self.auto_momentum and not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+            raise ValueError(f"SAT momentum must lie in [0, 1) or be 'auto', got {momentum!r}")
+        if not auto_start and not (isinstance(start_epoch, int) and start_epoch >= 0):
+            raise ValueError(f"SAT start epoch must be an integer >= 0 or 'auto', got {start_epoch!r}")
         labels = torch.as_tensor(labels, dtype=torch.long)
-        self.start_epoch = int(start_epoch)
+        self.fixed_start = None if auto_start else int(start_epoch)
+        self.epochs, self.residue = epochs, residue
         self.sce_weights = sce_weights
-        self.store = TargetStore(F.one_hot(labels, num_classes), momentum, dtype=dtype, label_distributions=True)
+        self.auto = AutoStart(labels, num_classes, epochs=epochs, holdout=holdout, patience=patience,
+                              seed=seed) if auto_start else None
+        if not self.auto_momentum:
+            chosen = float(momentum)
+        elif auto_start:
+            chosen = -1.0  # chosen with the start epoch
+        else:
+            chosen = momentum_for(epochs - self.fixed_start, residue)
+        self.store = TargetStore(F.one_hot(labels, num_classes), max(chosen, 0.0), dtype=dtype,
+                                 label_distributions=True)
         self.register_buffer("given_labels", labels.clone())
+        # the momentum in use (-1: not chosen yet) and the last epoch a batch was seen in (-1: none)
+        self.register_buffer("schedule", torch.tensor([chosen, -1.0], dtype=torch.float64))
+        self.register_load_state_dict_post_hook(lambda module, keys: module._use_momentum())
 
     @property
     def targets(self) -> torch.Tensor:
         """The ``N x C`` corrected label distributions."""
         return self.store.values
 
+    @property
+    def start_epoch(self) -> int | None:
+        """The start epoch: fixed, or chosen by the automatic rule (``None`` until it has chosen)."""
+        return self.fixed_start if self.auto is None else self.auto.start_epoch
+
+    @property
+    def momentum(self) -> float | None:
+        """The target momentum in use (``None`` while the automatic rule has not chosen it)."""
+        return None if self.schedule[0] < 0 else float(self.schedule[0])
+
+    @property
+    def updates(self) -> int:
+        """How many epochs have updated the targets so far."""
+        start, last = self.start_epoch, int(self.schedule[1])
+        return 0 if start is None else max(0, last - start + 1)
+
+    def _use_momentum(self) -> None:
+        if self.momentum is not None:
+            self.store.momentum = self.momentum
+
+    def end_epoch(self, epoch: int) -> dict:
+        """Close ``epoch`` for the automatic rule; returns its metrics (held-out accuracy, and the
+        start epoch and momentum once chosen). Nothing to do for a fixed start epoch."""
+        if self.auto is None or self.auto.start_epoch is not None:
+            return {}
+        metrics = self.auto.close_epoch(epoch)
+        if self.auto.start_epoch is not None and self.auto_momentum:
+            self.schedule[0] = momentum_for(self.epochs - self.auto.start_epoch, self.residue)
+            self._use_momentum()
+        if self.auto.start_epoch is not None:
+            metrics["sat_momentum"] = self.momentum
+        return metrics
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
                 epoch: int, *, update_from: torch.Tensor | None = None) -> torch.Tensor:
         """The loss on ``logits``; the targets move towards ``softmax(update_from)`` where given
         (e.g. clean predictions while the loss is on adversarial examples), else ``softmax(logits)``."""
-        logits = logits.float()
-        if epoch < self.start_epoch:
+        try:
+            return self._loss(logits.float(), targets, index, epoch, update_from)
+        except IndexError:  # a gather out of the table (the CPU raises it; checking first would wait on a GPU)
+            outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
+            if not outside:
+                raise
+            raise SelfAdaptError(
+                f"dataset index {outside[0]} is outside the target table of {len(self.given_labels)} samples "
+                f"(indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
+                "e.g. with selfadapt.IndexedDataset(dataset)") from None
+
+    def _loss(self, logits, targets, index, epoch, update_from=None):
+        if self.auto is not None and epoch > 0:
+            self.end_epoch(epoch - 1)  # a loop that never calls end_epoch: close the last epoch now
+        self.schedule[1].clamp_(min=epoch)
+        start = self.start_epoch
+        if start is None:
+            return self._held_out_cross_entropy(logits, targets, index, epoch)
+        if epoch < start:
             return F.cross_entropy(logits, targets)
         reference = logits if update_from is None else update_from.float()
         soft = self.store.update(index, F.softmax(reference.detach(), dim=1))
@@ -91,9 +168,41 @@ class SelfAdaptiveTraining(nn.Module):
         reverse = -(log_prob.exp() * soft.clamp_min(1e-4).log()).sum(dim=1)
         return a * loss + b * reverse
 
+    def _held_out_cross_entropy(self, logits, targets, index, epoch):
+        """Cross-entropy on the batch's samples outside the held-out set; the held-out ones are counted."""
+        self.auto.record(index, logits.detach().argmax(1) == targets, epoch)
+        keep = ~self.auto.held_out[index]
+        per_sample = F.cross_entropy(logits, targets, reduction="none")
+        return (per_sample * keep).sum() / keep.sum().clamp_min(1)
+
     def suspected_label_errors(self) -> LabelIssues:
-        """Samples whose corrected label differs from the given one, most confident first."""
+        """Samples whose corrected label differs from the given one, most suspicious first.
+
+        Warns when the targets cannot have moved enough to flag anything (SAT never started, or
+        the given label still weighs more than half of every target).
+        """
+        problem = too_few_updates(self.start_epoch, self.updates, self.momentum)
+        if problem:
+            warnings.warn(problem, stacklevel=2)
         return suspected_label_errors(self.targets, self.given_labels)
+
+
+def too_few_updates(start_epoch: int | None, updates: int, momentum: float | None) -> str | None:
+    """Why targets after ``updates`` epochs at ``momentum`` cannot flag a label (or ``None``): the
+    given label keeps weight ``momentum ** updates`` in every target, so above 1/2 no argmax can move.
+
+    >>> too_few_updates(4, 8, 0.9) is None, too_few_updates(60, 0, 0.9)[:26]
+    (True, 'SAT never updated a target')
+    """
+    if start_epoch is None or updates == 0:
+        when = "its start epoch was not chosen yet" if start_epoch is None else f"it starts at epoch {start_epoch}"
+        return f"SAT never updated a target ({when}), so no label can be flagged: train past the start epoch"
+    residue = momentum ** updates
+    if residue > 0.5:
+        return (f"the targets had only {updates} update(s) at momentum {momentum:g}: the given label still weighs "
+                f"{residue:.2f} in every target, so no label can be flagged; train more epochs after the start "
+                f"epoch or lower the momentum ('auto' ties it to the epochs left)")
+    return None
 
 
 def width_scaled(momentum: float, start_epoch: int, width: int, reference: int = 64) -> tuple[float, int]:
@@ -108,10 +217,18 @@ def width_scaled(momentum: float, start_epoch: int, width: int, reference: int =
 
 @dataclass
 class SATOptions:
-    sat_momentum: float = setting(0.9, "SAT target momentum alpha", check=lambda m: 0.0 <= m < 1.0,
-                                  must="lie in [0, 1)")
-    sat_start_epoch: int = setting(60, "SAT start epoch Es (0-based; cross-entropy before it)",
-                                   check=lambda e: e >= 0, must="be >= 0")
+    sat_momentum: float | Literal["auto"] = setting(
+        "auto", "SAT target momentum alpha; auto: min(0.6, 0.01^(1/epochs left)) (the paper: 0.9)",
+        check=lambda m: m == "auto" or 0.0 <= m < 1.0, must="lie in [0, 1) or be auto")
+    sat_start_epoch: int | Literal["auto"] = setting(
+        "auto", "SAT start epoch Es (0-based; cross-entropy before it); auto: once accuracy on a held-out "
+                "share of the noisy training data stops improving (the paper: 60 of 200)",
+        check=lambda e: e == "auto" or e >= 0, must="be >= 0 or auto")
+    sat_holdout: float = setting(0.1, "auto start: share of the training samples held out of the loss until SAT "
+                                      "starts (at least 200 samples, at most a quarter)",
+                                 check=lambda v: 0.0 < v <= 0.25, must="lie in (0, 0.25]")
+    sat_patience: int = setting(3, "auto start: epochs without a better held-out accuracy before SAT starts",
+                                check=lambda v: v >= 1, must="be >= 1")
 
 
 @dataclass
@@ -126,7 +243,8 @@ def _sat_starts_in_time(options, config) -> str | None:
 
 def _build_sat(ctx, o: SATOptions, sce_weights=None):
     return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum,
-                                          start_epoch=o.sat_start_epoch, sce_weights=sce_weights))
+                                          start_epoch=o.sat_start_epoch, sce_weights=sce_weights, epochs=ctx.epochs,
+                                          holdout=o.sat_holdout, patience=o.sat_patience, seed=ctx.seed))
 
 
 register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))
