@@ -109,9 +109,11 @@ def run_config_from(args: argparse.Namespace, defaults: dict | None = None):
 
 
 def cmd_train(args) -> int:
+    from selfadapt import distributed
     from selfadapt.experiment import run_experiment
 
     run_experiment(run_config_from(args), args.out)
+    distributed.teardown()
     return 0
 
 

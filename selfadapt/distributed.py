@@ -105,3 +105,14 @@ def broadcast_object(obj):
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+def teardown() -> None:
+    """Leave the process group once every process has finished (call it after a successful run).
+
+    The barrier keeps one process from closing its connections while another still uses them, which
+    gloo answers with an abort.
+    """
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from selfadapt.distributed import teardown
 from selfadapt.targets import TargetStore
 
 
@@ -36,7 +37,7 @@ def store_worker(rank, world, port, out):
         local = store.update(index, prediction)
         torch.save({"values": store.values, "local": local}, os.path.join(out, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        teardown()
 
 
 def test_target_store_replicas_agree_across_processes_with_uneven_batches(tmp_path):
@@ -65,7 +66,7 @@ def train_worker(rank, world, port, out, epochs):
 
     result = train_run(RunConfig.from_flat({**SETTING, "epochs": epochs}), os.path.join(out, "run"), verbose=False)
     np.save(os.path.join(out, f"targets-rank{rank}.npy"), label_distribution_store(result.objective).values.numpy())
-    dist.destroy_process_group()
+    teardown()
 
 
 def metrics(folder):
