@@ -614,7 +614,8 @@ MEMORISATION_LABELS = {"memorised_share": "predicted as its wrong label",
 
 def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
     """Per noise cell: each primary metric per epoch by run row, and the memorisation curves; per
-    numeric axis: the final primary metric against the axis."""
+    numeric axis: the final primary metric against the axis; the double-descent error figures."""
+    from selfadapt.double_descent import plot_grid_errors
     from selfadapt.plots import plot_curves, plot_memorisation, plot_metric_against
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -649,6 +650,7 @@ def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
             if series:
                 plot_metric_against(series, folder / f"{_file_word(metric)}-vs-{axis}.png", xlabel=axis,
                                     ylabel=f"final {metric} (mean ± std over seeds)", title=grid.name)
+    plot_grid_errors(grid, folder, finished, rows)
 
 
 def _file_word(metric: str) -> str:

@@ -73,6 +73,10 @@ class Objective(nn.Module):
         """Class logits for evaluation (e.g. without an abstain column); the model's output by default."""
         return model(x)
 
+    def settings_used(self) -> dict:
+        """Settings the objective derived itself (SAT's width rule), recorded in the run's summary."""
+        return {}
+
 
 class LogitLoss(Objective):
     """An objective made of a loss on the model's logits: ``loss(logits, y, index, epoch)``.
@@ -94,3 +98,6 @@ class LogitLoss(Objective):
     def training_step(self, model, batch, epoch):
         logits = model(batch.x)
         return StepOutput(self.loss(logits, batch.y, batch.index, epoch), logits)
+
+    def settings_used(self) -> dict:
+        return self.loss.settings_used() if hasattr(self.loss, "settings_used") else {}

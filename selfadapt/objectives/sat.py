@@ -68,6 +68,10 @@ class SelfAdaptiveTraining(nn.Module):
         """The ``N x C`` corrected label distributions."""
         return self.store.values
 
+    def settings_used(self) -> dict:
+        """The momentum and start epoch this run trains with (after any width rule), for its summary."""
+        return {"sat_momentum": self.store.momentum, "sat_start_epoch": self.start_epoch}
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
                 epoch: int) -> torch.Tensor:
         logits = logits.float()
@@ -109,6 +113,9 @@ class SATOptions:
                                   must="lie in [0, 1)")
     sat_start_epoch: int = setting(60, "SAT start epoch Es (0-based; cross-entropy before it)",
                                    check=lambda e: e >= 0, must="be >= 0")
+    sat_width_reference: int = setting(
+        0, "double-descent width rule: momentum and start epoch hold at this model width and are rescaled "
+           "to the run's width by width_scaled (0: off)", check=lambda w: w >= 0, must="be >= 0")
 
 
 @dataclass
@@ -117,13 +124,32 @@ class SATSCEOptions(SATOptions):
     sat_sce_b: float = setting(0.3, "weight b of SAT's reverse term -p log t", check=lambda v: v >= 0, must="be >= 0")
 
 
+def momentum_and_start(options: SATOptions, width: int) -> tuple[float, int]:
+    """SAT's momentum and start epoch at model ``width``: as given, or by the width rule when
+    ``sat_width_reference`` is set.
+
+    >>> momentum_and_start(SATOptions(sat_momentum=0.9, sat_start_epoch=40, sat_width_reference=64), 16)
+    (0.9740037464252967, 160)
+    """
+    if not options.sat_width_reference:
+        return options.sat_momentum, options.sat_start_epoch
+    return width_scaled(options.sat_momentum, options.sat_start_epoch, width, reference=options.sat_width_reference)
+
+
 def _sat_starts_in_time(options, config) -> str | None:
-    return start_epoch_before_end(options.sat_start_epoch, config.engine.epochs)
+    from selfadapt.models import model_width
+
+    start = momentum_and_start(options, model_width(config.model.model, config.model.width))[1]
+    problem = start_epoch_before_end(start, config.engine.epochs)
+    if problem and options.sat_width_reference:
+        problem += f" (the width rule moved it from {options.sat_start_epoch} at width {options.sat_width_reference})"
+    return problem
 
 
 def _build_sat(ctx, o: SATOptions, sce_weights=None):
-    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum,
-                                          start_epoch=o.sat_start_epoch, sce_weights=sce_weights))
+    momentum, start = momentum_and_start(o, ctx.width)
+    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=momentum,
+                                          start_epoch=start, sce_weights=sce_weights))
 
 
 register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))

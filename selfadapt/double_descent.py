@@ -1,0 +1,114 @@
+"""Double-descent figures of a benchmark grid: error against a model-size axis and against epoch.
+
+:func:`plot_grid_errors` is called by the grid's aggregation (``selfadapt bench GRID``) and draws,
+for runs that log ``test_accuracy`` and ``train_accuracy_given`` (the training accuracy on the
+given, noisy labels, averaged over each epoch's batches):
+
+- ``error-vs-<axis>.png`` per numeric axis (model-wise: ``width``): final test error and final
+  train error against the axis, mean ± std over seeds, with the interpolation threshold of
+  cross-entropy (:func:`interpolation_threshold`) marked;
+- ``error-vs-epoch-<cell>[-<axis>=<value>...].png`` per noise cell and axes values (epoch-wise):
+  test and train error against the epoch on a log axis, every run row of that cell on one figure.
+
+The grids ``docs/grids/double-descent-*.toml`` are the issue's curves.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+# Train error at or below this counts as interpolating: the noisy labels are fitted.
+INTERPOLATION_TOLERANCE = 0.01
+INTERPOLATING_METHOD = "ce"
+TEST, TRAIN = "test_accuracy", "train_accuracy_given"
+
+
+def interpolation_threshold(points: list[tuple[float, float]], tolerance: float = INTERPOLATION_TOLERANCE
+                            ) -> float | None:
+    """The smallest x from which the train error stays at or below ``tolerance`` for every larger x.
+
+    ``points`` are ``(x, train error)``; ``None`` when even the largest x does not interpolate.
+
+    >>> interpolation_threshold([(8, 0.2), (16, 0.0), (32, 0.03), (64, 0.0), (128, 0.004)])
+    64
+    """
+    threshold = None
+    for x, error in sorted(points, reverse=True):
+        if error > tolerance:
+            break
+        threshold = x
+    return threshold
+
+
+def error_points(rows: list[dict], axis: str, metric: str) -> list[tuple[float, float, float | None]]:
+    """``(axis value, mean error, std)`` of the final ``metric`` (an accuracy) over the given result rows."""
+    points = []
+    for row in rows:
+        if row.get(axis) is None or row.get(f"final_{metric}_mean") is None:
+            continue
+        points.append((row[axis], 1.0 - row[f"final_{metric}_mean"], row.get(f"final_{metric}_std")))
+    return sorted(points)
+
+
+def epoch_error_points(runs: list[list[dict]], metric: str) -> list[tuple[int, float, float | None]]:
+    """``(1-based epoch, mean error, std)`` per epoch over the runs' metrics (std from two runs on)."""
+    points = []
+    for epoch in range(max((len(m) for m in runs), default=0)):
+        values = [1.0 - m[epoch][metric] for m in runs if epoch < len(m) and m[epoch].get(metric) is not None]
+        if values:
+            points.append((epoch + 1, statistics.fmean(values),
+                           statistics.stdev(values) if len(values) >= 2 else None))
+    return points
+
+
+def plot_grid_errors(grid, folder: Path, finished: dict, rows: list[dict]) -> list[Path]:
+    """The model-wise and epoch-wise figures of a grid's finished runs (see the module docstring)."""
+    from selfadapt.grid import _cell_name, _row_label, _text
+    from selfadapt.plots import plot_panels
+
+    written = []
+    logged = {name: metrics for name, (_, metrics) in finished.items()
+              if any(m.get(TEST) is not None for m in metrics) and any(m.get(TRAIN) is not None for m in metrics)}
+    if not logged:
+        return written
+    for axis, values in grid.axes.items():
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            continue
+        test, train, marks = {}, {}, {}
+        for kind, level in grid.cells:
+            cell_rows = [r for r in rows if (r["noise"], r["level"]) == (kind, level) and r["n_seeds"]]
+            for label in dict.fromkeys(_axis_series_label(r, grid.axes, axis) for r in cell_rows):
+                mine = [r for r in cell_rows if _axis_series_label(r, grid.axes, axis) == label]
+                label = f"{label} {_cell_name(kind, level)}" if len(grid.cells) > 1 else label
+                test[label] = error_points(mine, axis, TEST)
+                train[label] = error_points(mine, axis, TRAIN)
+                if mine[0]["method"] == INTERPOLATING_METHOD:
+                    threshold = interpolation_threshold([(x, e) for x, e, _ in train[label]])
+                    if threshold is not None:
+                        marks[f"{label}: train error <= {100 * INTERPOLATION_TOLERANCE:g}% from here"] = threshold
+        test = {k: v for k, v in test.items() if v}
+        if test:
+            written.append(plot_panels(
+                [("final test error (mean ± std over seeds)", test),
+                 ("final train error on the given labels", {k: v for k, v in train.items() if v})],
+                folder / f"error-vs-{axis}.png", xlabel=axis, title=f"{grid.name}: model-wise", marks=marks))
+    for kind, level in grid.cells:
+        by_axes = {}
+        for run in grid.runs:
+            if (run.noise, run.level) == (kind, level) and run.name in logged:
+                others = tuple((k, v) for k, v in run.axes if k in grid.axes)
+                by_axes.setdefault(others, {}).setdefault(run.method, []).append(logged[run.name])
+        for axes, by_method in by_axes.items():
+            suffix = "".join(f"-{k}={_text(v)}" for k, v in axes)
+            title = f"{grid.name}: {_row_label(_cell_name(kind, level), axes)}, epoch-wise"
+            written.append(plot_panels(
+                [("test error (mean ± std over seeds)", {m: epoch_error_points(r, TEST) for m, r in by_method.items()}),
+                 ("train error on the given labels", {m: epoch_error_points(r, TRAIN) for m, r in by_method.items()})],
+                folder / f"error-vs-epoch-{_cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title))
+    return written
+
+
+def _axis_series_label(row: dict, axes: dict, axis: str) -> str:
+    """The method and the values of the other axes: one line of an error-vs-axis figure."""
+    parts = [row["method"], *(f"{k}={row[k]}" for k in axes if k != axis and row.get(k) is not None)]
+    return " ".join(parts)
