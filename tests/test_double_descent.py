@@ -106,3 +106,20 @@ def test_width_grid_records_the_rule_per_run_and_draws_both_curves(tmp_path):
     for name in ("error-vs-width.png", "error-vs-epoch-symmetric-0.4-width=8.png",
                  "error-vs-epoch-symmetric-0.4-width=32.png"):
         assert (out / "plots" / name).stat().st_size > 5000
+
+
+def test_epoch_wise_cpu_grid_runs_are_the_model_wise_grids_largest_width():
+    from pathlib import Path
+
+    grids = Path(__file__).resolve().parent.parent / "docs" / "grids"
+    model = {r.name: r for r in load_grid(grids / "double-descent-model-cpu.toml").runs}
+    epoch = load_grid(grids / "double-descent-epoch-cpu.toml").runs
+    assert len(epoch) == 6
+    for run in epoch:
+        twin = model[run.name.replace("symmetric-0.2-", "symmetric-0.2-width=256-")]
+        assert differing_settings(run.config.to_dict(), twin.config.to_dict()) == []
+    for name in ("double-descent-model-paper.toml", "double-descent-epoch-paper.toml"):
+        runs = load_grid(grids / name).runs
+        assert {r.config.engine.epochs for r in runs} == {4000}
+        assert all(r.config.method.options.get("sat_width_reference") in (None, 0, 64) for r in runs)
+        assert any(r.config.method.options.get("sat_width_reference") == 64 for r in runs) == ("model" in name)
