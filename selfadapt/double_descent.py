@@ -1,19 +1,22 @@
-"""Double-descent figures of a benchmark grid: error against a model-size axis and against epoch.
+"""Double-descent figures and tables of a benchmark grid: error against a model-size axis and epoch.
 
-:func:`plot_grid_errors` is called by the grid's aggregation (``selfadapt bench GRID``) and draws,
-for runs that log ``test_accuracy`` and ``train_accuracy_given`` (the training accuracy on the
-given, noisy labels, averaged over each epoch's batches):
+:func:`write_double_descent` is called by the grid's aggregation (``selfadapt bench GRID``) and
+writes, for runs that log ``test_accuracy`` and ``train_accuracy_given`` (the training accuracy on
+the given, noisy labels, averaged over each epoch's batches):
 
 - ``error-vs-<axis>.png`` per numeric axis (model-wise: ``width``): final test error and final
   train error against the axis, mean ± std over seeds, with the interpolation threshold of
   cross-entropy (:func:`interpolation_threshold`) marked;
 - ``error-vs-epoch-<cell>[-<axis>=<value>...].png`` per noise cell and axes values (epoch-wise):
-  test and train error against the epoch on a log axis, every run row of that cell on one figure.
+  test and train error against the epoch on a log axis, every run row of that cell on one figure;
+- ``double-descent.md``: per numeric axis, the errors behind the figure, the interpolation
+  threshold and the size of the test-error peak (:func:`peak_contrast`).
 
 The grids ``docs/grids/double-descent-*.toml`` are the issue's curves.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -40,6 +43,28 @@ def interpolation_threshold(points: list[tuple[float, float]], tolerance: float 
     return threshold
 
 
+def peak_contrast(points: list[tuple[float, float]], factor: float = 4.0) -> dict | None:
+    """The highest interior local maximum of ``(x, error)`` points and how far it stands above the
+    points nearest (in log scale) to ``x / factor`` and ``x * factor`` (the issue's criterion: a clear
+    peak stands at least 3 points above both); ``None`` without an interior local maximum.
+
+    >>> peak_contrast([(4, 0.25), (8, 0.22), (16, 0.24), (32, 0.31), (64, 0.28), (128, 0.22), (256, 0.2)])
+    {'peak': 32, 'error': 0.31, 'left': 8, 'left_error': 0.22, 'right': 128, 'right_error': 0.22}
+    """
+    points = sorted(points)
+    peaks = [points[i] for i in range(1, len(points) - 1)
+             if points[i][1] >= points[i - 1][1] and points[i][1] >= points[i + 1][1]]
+    if not peaks:
+        return None
+    x, error = max(peaks, key=lambda p: p[1])
+
+    def nearest(target):
+        return min(points, key=lambda p: abs(math.log(p[0] / target)))
+    (left, left_error), (right, right_error) = nearest(x / factor), nearest(x * factor)
+    return {"peak": x, "error": error, "left": left, "left_error": left_error, "right": right,
+            "right_error": right_error}
+
+
 def error_points(rows: list[dict], axis: str, metric: str) -> list[tuple[float, float, float | None]]:
     """``(axis value, mean error, std)`` of the final ``metric`` (an accuracy) over the given result rows."""
     points = []
@@ -61,12 +86,14 @@ def epoch_error_points(runs: list[list[dict]], metric: str) -> list[tuple[int, f
     return points
 
 
-def plot_grid_errors(grid, folder: Path, finished: dict, rows: list[dict]) -> list[Path]:
-    """The model-wise and epoch-wise figures of a grid's finished runs (see the module docstring)."""
+def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> list[Path]:
+    """The model-wise and epoch-wise figures and the table of a grid's finished runs in ``out``
+    (see the module docstring); nothing for runs that do not log both errors."""
     from selfadapt.grid import _cell_name, _row_label, _text
     from selfadapt.plots import plot_panels
 
-    written = []
+    folder = out / "plots"
+    written, tables = [], []
     logged = {name: metrics for name, (_, metrics) in finished.items()
               if any(m.get(TEST) is not None for m in metrics) and any(m.get(TRAIN) is not None for m in metrics)}
     if not logged:
@@ -85,9 +112,11 @@ def plot_grid_errors(grid, folder: Path, finished: dict, rows: list[dict]) -> li
                 if mine[0]["method"] == INTERPOLATING_METHOD:
                     threshold = interpolation_threshold([(x, e) for x, e, _ in train[label]])
                     if threshold is not None:
-                        marks[f"{label}: train error <= {100 * INTERPOLATION_TOLERANCE:g}% from here"] = threshold
+                        marks[f"{label} interpolation threshold (train error <= "
+                              f"{100 * INTERPOLATION_TOLERANCE:g}% from here on)"] = threshold
         test = {k: v for k, v in test.items() if v}
         if test:
+            tables += _axis_table(grid.name, axis, test, train, marks)
             written.append(plot_panels(
                 [("final test error (mean ± std over seeds)", test),
                  ("final train error on the given labels", {k: v for k, v in train.items() if v})],
@@ -105,7 +134,37 @@ def plot_grid_errors(grid, folder: Path, finished: dict, rows: list[dict]) -> li
                 [("test error (mean ± std over seeds)", {m: epoch_error_points(r, TEST) for m, r in by_method.items()}),
                  ("train error on the given labels", {m: epoch_error_points(r, TRAIN) for m, r in by_method.items()})],
                 folder / f"error-vs-epoch-{_cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title))
+    if tables:
+        (out / "double-descent.md").write_text("\n".join(tables) + "\n")
+        written.append(out / "double-descent.md")
     return written
+
+
+def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict) -> list[str]:
+    """Markdown: final test / train error (%) per axis value and series, the threshold, the peaks."""
+    def cell(points, x):
+        found = [(m, s) for px, m, s in points if px == x]
+        if not found:
+            return "n/a"
+        mean, std = found[0]
+        return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    xs = sorted({x for points in test.values() for x, _, _ in points})
+    lines = [f"## {name}: final error against {axis} (%, mean ± sample std over seeds)", "",
+             f"| {axis} | " + " | ".join(f"{label} test | {label} train (given labels)" for label in test) + " |",
+             "|---:|" + "---|---|" * len(test)]
+    lines += [f"| {x:g} | " + " | ".join(f"{cell(test[label], x)} | {cell(train.get(label, []), x)}"
+                                         for label in test) + " |" for x in xs]
+    lines.append("")
+    lines += [f"{label}: {axis} {x:g}." for label, x in marks.items()] or \
+        [f"No interpolation threshold: the train error of {INTERPOLATING_METHOD} stays above "
+         f"{100 * INTERPOLATION_TOLERANCE:g}%."]
+    for label, points in test.items():
+        peak = peak_contrast([(x, m) for x, m, _ in points])
+        lines.append(f"{label}: no interior peak of the test error." if peak is None else
+                     f"{label}: test-error peak {100 * peak['error']:.2f}% at {axis} {peak['peak']:g}; "
+                     f"{100 * (peak['error'] - peak['left_error']):+.2f} points against {axis} {peak['left']:g}, "
+                     f"{100 * (peak['error'] - peak['right_error']):+.2f} against {axis} {peak['right']:g}.")
+    return lines + [""]
 
 
 def _axis_series_label(row: dict, axes: dict, axis: str) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from selfadapt.double_descent import write_double_descent
 from selfadapt.data.corruption import CORRUPTIONS, HUMAN_FILES, HUMAN_VARIANTS, INPUT_CORRUPTIONS
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators import EVALUATORS
@@ -481,6 +482,7 @@ def aggregate(out: str | Path) -> Path:
     _write_csv(out / "results.csv", rows, list(grid.axes), metrics)
     atomic_write_bytes(out / "results.md", _markdown(grid, out, rows, missing, finished).encode())
     _plots(grid, out / "plots", finished, rows)
+    write_double_descent(grid, out, finished, rows)
     return out
 
 
@@ -627,8 +629,7 @@ MEMORISATION_LABELS = {"memorised_share": "predicted as its wrong label",
 
 def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
     """Per noise cell: each primary metric per epoch by run row, and the memorisation curves; per
-    numeric axis: the final primary metric against the axis; the double-descent error figures."""
-    from selfadapt.double_descent import plot_grid_errors
+    numeric axis: the final primary metric against the axis."""
     from selfadapt.plots import plot_curves, plot_memorisation, plot_metric_against
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -663,7 +664,6 @@ def _plots(grid: Grid, folder: Path, finished: dict, rows: list[dict]) -> None:
             if series:
                 plot_metric_against(series, folder / f"{_file_word(metric)}-vs-{axis}.png", xlabel=axis,
                                     ylabel=f"final {metric} (mean ± std over seeds)", title=grid.name)
-    plot_grid_errors(grid, folder, finished, rows)
 
 
 def _file_word(metric: str) -> str:

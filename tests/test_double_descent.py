@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from selfadapt.double_descent import epoch_error_points, error_points, interpolation_threshold
+from selfadapt.double_descent import epoch_error_points, error_points, interpolation_threshold, peak_contrast
 from selfadapt.errors import SelfAdaptError
 from selfadapt.grid import load_grid, run_grid
 from selfadapt.objectives.registry import MethodContext, build_objective
@@ -74,6 +74,13 @@ def test_interpolation_threshold_is_where_train_error_stays_small():
     assert interpolation_threshold([(4, 0.3), (8, 0.02)], tolerance=0.05) == 8
 
 
+def test_peak_contrast_compares_the_peak_with_a_quarter_and_four_times_its_width():
+    points = [(4, 0.26), (8, 0.21), (12, 0.23), (16, 0.24), (32, 0.31), (64, 0.29), (96, 0.25), (128, 0.22)]
+    assert peak_contrast(points) == {"peak": 32, "error": 0.31, "left": 8, "left_error": 0.21, "right": 128,
+                                     "right_error": 0.22}
+    assert peak_contrast([(4, 0.3), (8, 0.2), (16, 0.1)]) is None   # monotone: no interior peak
+
+
 def test_error_points_from_result_rows_and_epoch_curves():
     rows = [{"width": 32, "final_test_accuracy_mean": 0.75, "final_test_accuracy_std": 0.01},
             {"width": 8, "final_test_accuracy_mean": 0.5, "final_test_accuracy_std": None}]
@@ -103,6 +110,11 @@ def test_width_grid_records_the_rule_per_run_and_draws_both_curves(tmp_path):
                   (out / "runs" / "ce-symmetric-0.4-width=8-s0" / "metrics.jsonl").read_text().splitlines()]
     assert [m["train_loss"] for m in metrics[:4]] == [m["train_loss"] for m in ce_metrics[:4]]
     assert metrics[4]["train_loss"] != ce_metrics[4]["train_loss"]
+    table = (out / "double-descent.md").read_text()
+    ce8 = json.loads((out / "runs" / "ce-symmetric-0.4-width=8-s0" / "summary.json").read_text())
+    ce8b = json.loads((out / "runs" / "ce-symmetric-0.4-width=8-s1" / "summary.json").read_text())
+    mean = 100 * (1 - (ce8["final_test_accuracy"] + ce8b["final_test_accuracy"]) / 2)
+    assert table.count("\n| 8 | ") == 1 and f"| 8 | {mean:.2f} ± " in table
     for name in ("error-vs-width.png", "error-vs-epoch-symmetric-0.4-width=8.png",
                  "error-vs-epoch-symmetric-0.4-width=32.png"):
         assert (out / "plots" / name).stat().st_size > 5000
