@@ -129,11 +129,15 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
                 by_axes.setdefault(others, {}).setdefault(run.method, []).append(logged[run.name])
         for axes, by_method in by_axes.items():
             suffix = "".join(f"-{k}={_text(v)}" for k, v in axes)
+            marks = {f"{method}: targets from epoch {start + 1}": start + 1 for method, start in _starts(
+                [r for r in grid.runs if r.name in logged and (r.noise, r.level) == (kind, level)
+                 and tuple((k, v) for k, v in r.axes if k in grid.axes) == axes], finished).items()}
             title = f"{grid.name}: {_row_label(_cell_name(kind, level), axes)}, epoch-wise"
             written.append(plot_panels(
                 [("test error (mean ± std over seeds)", {m: epoch_error_points(r, TEST) for m, r in by_method.items()}),
                  ("train error on the given labels", {m: epoch_error_points(r, TRAIN) for m, r in by_method.items()})],
-                folder / f"error-vs-epoch-{_cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title))
+                folder / f"error-vs-epoch-{_cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title,
+                marks=marks))
     if tables:
         (out / "double-descent.md").write_text("\n".join(tables) + "\n")
         written.append(out / "double-descent.md")
@@ -165,6 +169,16 @@ def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict) -> l
                      f"{100 * (peak['error'] - peak['left_error']):+.2f} points against {axis} {peak['left']:g}, "
                      f"{100 * (peak['error'] - peak['right_error']):+.2f} against {axis} {peak['right']:g}.")
     return lines + [""]
+
+
+def _starts(runs, finished: dict) -> dict[str, int]:
+    """Method -> the 0-based epoch its targets start (SAT's ``settings_used``), where a run records one."""
+    starts = {}
+    for run in runs:
+        start = finished[run.name][0].get("settings_used", {}).get("sat_start_epoch")
+        if start is not None:
+            starts.setdefault(run.method, start)
+    return starts
 
 
 def _axis_series_label(row: dict, axes: dict, axis: str) -> str:
