@@ -5,10 +5,12 @@ with ``--earlier-ce DIR``, cross-entropy runs made before the grid by the width 
 directory ``ce-w<width>-s<seed>`` per run, the same setting; an older build of the library whose
 training reproduces bit for bit). Where both hold a run, the grid's is used and the two final test
 errors must agree. Writes ``runs.csv`` (one line per run, with its source), ``model-wise.md`` (the
-table, the interpolation threshold and the size of each test-error peak) and ``model-wise.png``.
+table, the interpolation threshold and the size of each test-error peak), ``model-wise.png`` and,
+for each of ``--epoch-widths``, ``epoch-wise-width=W.png`` (test and train error per epoch, log axis).
 
     python benchmarks/double_descent_page.py --grid-out runs/dd-model-cpu \\
-        --earlier-ce /work/ddwork/runs/S2-fmnist-mlp-n16k-r0.2-e300 --out docs/results/double-descent
+        --earlier-ce /work/ddwork/runs/S2-fmnist-mlp-n16k-r0.2-e300 --out docs/results/double-descent \\
+        --epoch-widths 32,256
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import re
 import statistics
 from pathlib import Path
 
-from selfadapt.double_descent import interpolation_threshold, peak_contrast
+from selfadapt.double_descent import (TEST, TRAIN, clear_peak, epoch_error_points, interpolation_threshold,
+                                      peak_contrast)
 from selfadapt.grid import load_grid, run_state
 from selfadapt.plots import plot_panels
 
@@ -40,7 +43,8 @@ def grid_runs(out: Path, grid_file: Path) -> list[dict]:
                         "test_error": 1 - summary["final_test_accuracy"],
                         "train_error_given": 1 - last_metrics(folder)["train_accuracy_given"],
                         "sat_momentum": used.get("sat_momentum", ""), "sat_start_epoch": used.get("sat_start_epoch", ""),
-                        "train_seconds": round(summary["seconds"], 1), "source": f"grid {out.name}"})
+                        "train_seconds": round(summary["seconds"], 1), "source": f"grid {out.name}",
+                        "folder": str(folder)})
     return records
 
 
@@ -54,7 +58,7 @@ def earlier_ce_runs(folder: Path) -> list[dict]:
         records.append({"method": "ce", "width": width, "seed": seed, "test_error": 1 - summary["final_test_accuracy"],
                         "train_error_given": 1 - last_metrics(run)["train_accuracy_given"],
                         "sat_momentum": "", "sat_start_epoch": "", "train_seconds": round(summary["seconds"], 1),
-                        "source": f"width search {folder.name} (older build)"})
+                        "source": f"width search {folder.name} (older build)", "folder": str(run)})
     return records
 
 
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=Path("docs/grids/double-descent-model-cpu.toml"))
     parser.add_argument("--earlier-ce", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epoch-widths", default="", help="widths of the epoch-wise figures, e.g. 32,256")
     args = parser.parse_args()
     widths = set(load_grid(args.grid).axes["width"])
     grid = grid_runs(args.grid_out, args.grid)
@@ -91,7 +96,7 @@ def main() -> None:
     reproduced = sum(1 for r in grid if r["method"] == "ce") if args.earlier_ce else 0
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "runs.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer = csv.DictWriter(f, fieldnames=[k for k in records[0] if k != "folder"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)
     methods = [m for m in ("ce", "sat") if any(r["method"] == m for r in records)]
@@ -126,12 +131,26 @@ def main() -> None:
         lines.append(f"{m.upper()}: no interior peak of the mean test error." if peak is None else
                      f"{m.upper()}: mean test-error peak {100 * peak['error']:.2f}% at width {peak['peak']}; "
                      f"{100 * (peak['error'] - peak['left_error']):+.2f} points against width {peak['left']}, "
-                     f"{100 * (peak['error'] - peak['right_error']):+.2f} against width {peak['right']}.")
+                     f"{100 * (peak['error'] - peak['right_error']):+.2f} against width {peak['right']}"
+                     f" ({'' if clear_peak(peak) else 'not '}a clear peak: >= 3 points above both).")
     (args.out / "model-wise.md").write_text("\n".join(lines) + "\n")
     plot_panels([("final test error (mean ± std over seeds)", test),
                  ("final train error on the given (noisy) labels", train)], args.out / "model-wise.png",
                 xlabel="MLP width (hidden units per layer)", marks=marks,
                 title="Fashion-MNIST 16k, 20% symmetric noise, 300 epochs of Adam: CE against SAT")
+    for width in (int(w) for w in args.epoch_widths.split(",") if w):
+        curves = {}
+        for m in methods:
+            runs = [[json.loads(line) for line in (Path(r["folder"]) / "metrics.jsonl").read_text().splitlines()]
+                    for r in records if r["method"] == m and r["width"] == width]
+            if runs:
+                curves[f"{m.upper()} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"] = runs
+        sat = next((r for r in records if r["method"] == "sat" and r["width"] == width), None)
+        plot_panels([("test error (mean ± std over seeds)", {k: epoch_error_points(v, TEST) for k, v in curves.items()}),
+                     ("train error on the given labels", {k: epoch_error_points(v, TRAIN) for k, v in curves.items()})],
+                    args.out / f"epoch-wise-width={width}.png", xlabel="epoch",
+                    marks={f"SAT targets from epoch {sat['sat_start_epoch'] + 1}": sat["sat_start_epoch"] + 1} if sat else None,
+                    title=f"Epoch-wise, MLP width {width}: CE against SAT")
     print((args.out / "model-wise.md").read_text())
 
 

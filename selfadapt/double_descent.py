@@ -65,6 +65,11 @@ def peak_contrast(points: list[tuple[float, float]], factor: float = 4.0) -> dic
             "right_error": right_error}
 
 
+def clear_peak(peak: dict, margin: float = 0.03) -> bool:
+    """The issue's criterion: the peak stands ``margin`` (3 points) above both of its comparison widths."""
+    return peak["error"] - peak["left_error"] >= margin and peak["error"] - peak["right_error"] >= margin
+
+
 def error_points(rows: list[dict], axis: str, metric: str) -> list[tuple[float, float, float | None]]:
     """``(axis value, mean error, std)`` of the final ``metric`` (an accuracy) over the given result rows."""
     points = []
@@ -167,7 +172,8 @@ def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict) -> l
         lines.append(f"{label}: no interior peak of the test error." if peak is None else
                      f"{label}: test-error peak {100 * peak['error']:.2f}% at {axis} {peak['peak']:g}; "
                      f"{100 * (peak['error'] - peak['left_error']):+.2f} points against {axis} {peak['left']:g}, "
-                     f"{100 * (peak['error'] - peak['right_error']):+.2f} against {axis} {peak['right']:g}.")
+                     f"{100 * (peak['error'] - peak['right_error']):+.2f} against {axis} {peak['right']:g} "
+                     f"({'' if clear_peak(peak) else 'not '}a clear peak: >= 3 points above both).")
     return lines + [""]
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from selfadapt.double_descent import epoch_error_points, error_points, interpolation_threshold, peak_contrast
+from selfadapt.double_descent import clear_peak, epoch_error_points, error_points, interpolation_threshold, peak_contrast
 from selfadapt.errors import SelfAdaptError
 from selfadapt.grid import load_grid, run_grid
 from selfadapt.objectives.registry import MethodContext, build_objective
@@ -78,6 +78,7 @@ def test_peak_contrast_compares_the_peak_with_a_quarter_and_four_times_its_width
     points = [(4, 0.26), (8, 0.21), (12, 0.23), (16, 0.24), (32, 0.31), (64, 0.29), (96, 0.25), (128, 0.22)]
     assert peak_contrast(points) == {"peak": 32, "error": 0.31, "left": 8, "left_error": 0.21, "right": 128,
                                      "right_error": 0.22}
+    assert clear_peak(peak_contrast(points)) and not clear_peak({**peak_contrast(points), "left_error": 0.29})
     assert peak_contrast([(4, 0.3), (8, 0.2), (16, 0.1)]) is None   # monotone: no interior peak
 
 
