@@ -131,7 +131,13 @@ def cmd_find_label_issues(args) -> int:
 def cmd_bench(args) -> int:
     from selfadapt.grid import run_grid
 
-    run_grid(args.grid, args.out, jobs=args.jobs)
+    resources = None
+    if args.launcher != "local":
+        from selfadapt.launchers import JobResources
+
+        resources = JobResources(partition=args.partition, gpus_per_run=args.gpus_per_run,
+                                 cpus_per_run=args.cpus_per_run, time_limit_min=args.time_limit)
+    run_grid(args.grid, args.out, jobs=args.jobs, launcher=args.launcher, resources=resources)
     return 0
 
 
@@ -224,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml")
     bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
     bench.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes; default 1")
+    bench.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
+                       help="local: a process pool here (default); slurm: one Slurm job per run through submitit "
+                            "(extra `slurm`); submitit-local: the same jobs as local processes")
+    bench.add_argument("--partition", help="Slurm partition of the jobs")
+    bench.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per job (default 1)")
+    bench.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per job (default 8)")
+    bench.add_argument("--time-limit", type=int, default=24 * 60, help="minutes per job (default 1440); a run "
+                       "stopped by it resumes from its checkpoint on the next call")
     bench.set_defaults(func=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run (its directory or checkpoint)")

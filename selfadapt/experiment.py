@@ -24,7 +24,7 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine import Trainer
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
-from selfadapt.models import build_model
+from selfadapt.models import build_model, model_width
 from selfadapt.objectives.base import Objective
 from selfadapt.objectives.registry import Method, MethodContext, get_method
 from selfadapt.report import describe_summary, save_targets, summarise
@@ -193,7 +193,8 @@ def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunPar
     model = factory()
     objective = method.build(MethodContext(
         labels=data.training_labels, num_classes=data.dataset.num_classes, epochs=config.engine.epochs, model=model,
-        model_factory=factory, label_error_rate=data.label_error_rate, seed=config.data_seed),
+        model_factory=factory, label_error_rate=data.label_error_rate, seed=config.data_seed,
+        width=model_width(config.model.model, config.model.width)),
         method.parse(config.method.options))
     channels_last = device.startswith("cuda") and config.engine.channels_last
     augment = method.view_augmentations(config, data.dataset) or Augment(config.data.augment)

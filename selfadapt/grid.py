@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from selfadapt.double_descent import write_double_descent
 from selfadapt.data.corruption import CORRUPTIONS, HUMAN_FILES, HUMAN_VARIANTS, INPUT_CORRUPTIONS
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators import EVALUATORS
@@ -277,13 +278,17 @@ def _cell_name(kind: str, level: str) -> str:
 # running
 
 
-def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
+def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str = "local",
+             resources=None) -> Path:
     """Train every run of grid ``path`` into ``out/runs/``, then :func:`aggregate`; return ``out``.
 
     Finished runs are skipped without loading data, partial ones resume from their checkpoint.
     ``jobs > 1`` trains that many runs at once in spawned processes, splitting torch's threads
     between them (one each on two cores). A run that fails (say, a diverged loss) does not stop
     the others; the grid raises a :class:`SelfAdaptError` after aggregating, and results.md lists it.
+
+    ``launcher="slurm"`` (or ``"submitit-local"``) sends each run as a job through submitit with
+    ``resources`` (:class:`selfadapt.launchers.JobResources`) instead; see :mod:`selfadapt.launchers`.
 
     Example: ``run_grid("docs/grids/fashion-mnist-cpu.toml", "runs/fmnist", jobs=2)``.
     """
@@ -297,6 +302,10 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
     if out.exists() and not out.is_dir():
         raise SelfAdaptError(f"--out {out} is a file, not a directory")
     states = {run.name: run_state(run, out) for run in grid.runs}   # every conflict raised before any training
+    if launcher != "local":
+        from selfadapt.launchers import JobResources, executor, train_as_jobs
+
+        cluster = executor(launcher, out / "submitit", resources or JobResources())
     (out / "runs").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "grid.toml", grid.path.read_bytes())
     todo = []
@@ -308,7 +317,11 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
     workers = min(jobs, max(len(todo), 1))
     threads = max(1, torch.get_num_threads() // workers)
     failed = {}
-    for i, run, result in _train_all(todo, out, workers, threads, len(grid.runs)):
+    if launcher == "local":
+        results = _train_all(todo, out, workers, threads, len(grid.runs))
+    else:
+        results = train_as_jobs(todo, out, cluster, len(grid.runs), _train_one)
+    for i, run, result in results:
         if isinstance(result, str):
             failed[run.name] = result
             print(f"[{i}/{len(grid.runs)}] failed {run.name}: {result}", flush=True)
@@ -318,6 +331,7 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1) -> Path:
     write_json(out / "failed.json", failed)
     command = f"selfadapt bench {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
     command += f" --jobs {jobs}" if jobs > 1 else ""
+    command += f" --launcher {launcher}" if launcher != "local" else ""
     _record_invocation(out, grid, command, workers, threads, trained=len(todo), seconds=time.perf_counter() - started)
     aggregate(out)
     if failed:
@@ -468,6 +482,7 @@ def aggregate(out: str | Path) -> Path:
     _write_csv(out / "results.csv", rows, list(grid.axes), metrics)
     atomic_write_bytes(out / "results.md", _markdown(grid, out, rows, missing, finished).encode())
     _plots(grid, out / "plots", finished, rows)
+    write_double_descent(grid, out, finished, rows)
     return out
 
 

@@ -65,23 +65,38 @@ def plot_metric_against(series: dict[str, list[tuple[float, float, float | None]
 
     Example: ``plot_metric_against({"ce": [(1, 0.3, 0.01), (4, 0.2, None)]}, "w.png", xlabel="width", ylabel="error")``.
     """
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    xs = [x for points in series.values() for x, _, _ in points]
-    for name, points in series.items():
-        points = sorted(points)
-        x = [p[0] for p in points]
-        mean = [p[1] for p in points]
-        line, = ax.plot(x, mean, marker="o", label=name)
-        if all(p[2] is not None for p in points):
-            ax.fill_between(x, [m - p[2] for m, p in zip(mean, points)], [m + p[2] for m, p in zip(mean, points)],
-                            color=line.get_color(), alpha=0.2)
-    if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    return plot_panels([(ylabel, series)], path, xlabel=xlabel, title=title)
+
+
+def plot_panels(panels: list[tuple[str, dict[str, list[tuple[float, float, float | None]]]]], path: str | Path, *,
+                xlabel: str, title: str = "", marks: dict[str, float] | None = None) -> Path:
+    """Side by side, one panel per ``(ylabel, series)``: each series a line through its ``(x, mean, std)``
+    points with a ±std band (where every point has a std); a log x axis when x spans a factor of 8
+    or more; ``marks`` draws a labelled vertical line at each x on every panel.
+
+    Example: ``plot_panels([("test error", {"ce": [(4, 0.3, None), (64, 0.2, None)]})], "dd.png",
+    xlabel="width", marks={"interpolation threshold": 32})``.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), dpi=120, squeeze=False)
+    xs = [x for _, series in panels for points in series.values() for x, _, _ in points]
+    for ax, (ylabel, series) in zip(axes[0], panels):
+        for name, points in series.items():
+            points = sorted(points)
+            x = [p[0] for p in points]
+            mean = [p[1] for p in points]
+            line, = ax.plot(x, mean, marker="o" if len(points) <= 30 else None, ms=3, label=name)
+            if all(p[2] is not None for p in points):
+                ax.fill_between(x, [m - p[2] for m, p in zip(mean, points)], [m + p[2] for m, p in zip(mean, points)],
+                                color=line.get_color(), alpha=0.2)
+        for i, (label, x) in enumerate((marks or {}).items()):
+            ax.axvline(x, color="black", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=label)
+        if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
+            ax.set_xscale("log", base=2 if max(xs) / min(xs) < 2 ** 12 else 10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

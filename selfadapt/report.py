@@ -47,6 +47,8 @@ def summarise(config, history: list[dict], parts) -> dict:
         summary["higher_is_better"] = main.higher_is_better
         summary["best_epoch"] = summary[f"best_{main.primary}_epoch"]
         summary["best_note"] = "best epochs are chosen on the evaluated (test) set itself: optimistic; report final_*"
+    if parts.objective.settings_used():
+        summary["settings_used"] = parts.objective.settings_used()
     store = label_distribution_store(parts.objective)
     if store is not None and parts.data.truth_known and parts.data.label_errors.any():
         flagged = suspected_label_errors(store.values, parts.data.labels).index.cpu()

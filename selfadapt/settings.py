@@ -337,9 +337,39 @@ def flatten(nested: dict) -> dict:
 
 
 def differing_settings(a: dict, b: dict) -> list[str]:
-    """Flat names whose values differ between two nested configs, ignoring :data:`RESUMABLE`."""
+    """Flat names whose values differ between two nested configs, ignoring :data:`RESUMABLE`.
+
+    A setting that only one side records (one declared after the other run was made) differs
+    unless the other side holds its declared default, the behaviour from before it existed.
+    """
     fa, fb = flatten(a), flatten(b)
-    return sorted(k for k in set(fa) | set(fb) if k not in RESUMABLE and fa.get(k) != fb.get(k))
+    missing = object()
+
+    def differs(key):
+        va, vb = fa.get(key, missing), fb.get(key, missing)
+        if va is missing or vb is missing:
+            return (vb if va is missing else va) != declared_default(key)
+        return va != vb
+    return sorted(k for k in set(fa) | set(fb) if k not in RESUMABLE and differs(k))
+
+
+def declared_default(key: str):
+    """The default of the setting or option ``key`` (``None`` for an unknown name).
+
+    >>> declared_default("sat_width_reference"), declared_default("epochs")
+    (0, 200)
+    """
+    from selfadapt.evaluators import EVALUATORS
+    from selfadapt.objectives.registry import METHODS
+
+    plain = declared_settings()
+    if key in plain:
+        return plain[key][1].default
+    for owner in [*METHODS.values(), *EVALUATORS.values()]:
+        for f in dataclasses.fields(owner.options):
+            if f.name == key:
+                return f.default
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

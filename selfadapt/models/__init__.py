@@ -3,6 +3,6 @@
 >>> from selfadapt.models import build_model
 >>> model = build_model("resnet18", num_classes=10, width=16)
 """
-from selfadapt.models.registry import MODELS, Classifier, ModelSpec, Normalize, build_model, model_names
+from selfadapt.models.registry import MODELS, Classifier, ModelSpec, Normalize, build_model, model_names, model_width
 
-__all__ = ["MODELS", "Classifier", "ModelSpec", "Normalize", "build_model", "model_names"]
+__all__ = ["MODELS", "Classifier", "ModelSpec", "Normalize", "build_model", "model_names", "model_width"]

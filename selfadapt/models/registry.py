@@ -106,6 +106,17 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
+def model_width(name: str, width: int | None = None) -> int:
+    """The width model ``name`` is built with: ``width``, or the model's default.
+
+    >>> model_width("resnet18"), model_width("mlp", 32)
+    (64, 32)
+    """
+    if name not in MODELS:
+        raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name].width if width is None else width
+
+
 def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 width: int | None = None, dropout: float | None = None) -> Classifier:

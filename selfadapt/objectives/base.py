@@ -79,6 +79,11 @@ class Objective(nn.Module):
         record (e.g. a decision taken from the epoch, such as SAT's automatic start). None by default."""
         return {}
 
+    def settings_used(self) -> dict:
+        """Settings the objective derived itself (SAT's width rule or automatic choices), recorded in
+        the run's summary."""
+        return {}
+
 
 class LogitLoss(Objective):
     """An objective made of a loss on the model's logits: ``loss(logits, y, index, epoch)``.
@@ -104,3 +109,6 @@ class LogitLoss(Objective):
     def end_epoch(self, epoch):
         end = getattr(self.loss, "end_epoch", None)
         return end(epoch) if end is not None else {}
+
+    def settings_used(self) -> dict:
+        return self.loss.settings_used() if hasattr(self.loss, "settings_used") else {}

@@ -36,6 +36,7 @@ class MethodContext:
     model_factory: Callable[[], nn.Module] | None = None  # a fresh, independently initialised model
     label_error_rate: float | None = None  # realised share of wrong labels where known (injected or human noise)
     seed: int = 0                          # the run's data seed, for objectives that draw randomness
+    width: int | None = None               # the model's width (SAT's double-descent width rule)
 
 
 @dataclass

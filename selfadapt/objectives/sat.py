@@ -128,6 +128,10 @@ class SelfAdaptiveTraining(nn.Module):
             metrics["sat_momentum"] = self.momentum
         return metrics
 
+    def settings_used(self) -> dict:
+        """The momentum and start epoch this run trains with (after any width rule or automatic choice), for its summary."""
+        return {"sat_momentum": self.momentum, "sat_start_epoch": self.start_epoch}
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
                 epoch: int, *, update_from: torch.Tensor | None = None) -> torch.Tensor:
         """The loss on ``logits``; the targets move towards ``softmax(update_from)`` where given
@@ -229,6 +233,9 @@ class SATOptions:
                                  check=lambda v: 0.0 < v <= 0.25, must="lie in (0, 0.25]")
     sat_patience: int = setting(3, "auto start: epochs without a better held-out accuracy before SAT starts",
                                 check=lambda v: v >= 1, must="be >= 1")
+    sat_width_reference: int = setting(
+        0, "double-descent width rule: momentum and start epoch hold at this model width and are rescaled "
+           "to the run's width by width_scaled (0: off)", check=lambda w: w >= 0, must="be >= 0")
 
 
 @dataclass
@@ -237,14 +244,37 @@ class SATSCEOptions(SATOptions):
     sat_sce_b: float = setting(0.3, "weight b of SAT's reverse term -p log t", check=lambda v: v >= 0, must="be >= 0")
 
 
+def momentum_and_start(options: SATOptions, width: int) -> tuple[float | str, int | str]:
+    """SAT's momentum and start epoch at model ``width``: as given (numbers or ``"auto"``), or by
+    the width rule when ``sat_width_reference`` is set (numbers only, see :func:`_sat_starts_in_time`).
+
+    >>> momentum_and_start(SATOptions(sat_momentum=0.9, sat_start_epoch=40, sat_width_reference=64), 16)
+    (0.9740037464252967, 160)
+    """
+    if not options.sat_width_reference:
+        return options.sat_momentum, options.sat_start_epoch
+    return width_scaled(options.sat_momentum, options.sat_start_epoch, width, reference=options.sat_width_reference)
+
+
 def _sat_starts_in_time(options, config) -> str | None:
-    return start_epoch_before_end(options.sat_start_epoch, config.engine.epochs)
+    from selfadapt.models import model_width
+
+    if options.sat_width_reference and "auto" in (options.sat_momentum, options.sat_start_epoch):
+        return ("sat_width_reference rescales a given momentum and start epoch: give sat_momentum and "
+                "sat_start_epoch as numbers, not auto")
+
+    start = momentum_and_start(options, model_width(config.model.model, config.model.width))[1]
+    problem = start_epoch_before_end(start, config.engine.epochs)
+    if problem and options.sat_width_reference:
+        problem += f" (the width rule moved it from {options.sat_start_epoch} at width {options.sat_width_reference})"
+    return problem
 
 
 def _build_sat(ctx, o: SATOptions, sce_weights=None):
-    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum,
-                                          start_epoch=o.sat_start_epoch, sce_weights=sce_weights, epochs=ctx.epochs,
-                                          holdout=o.sat_holdout, patience=o.sat_patience, seed=ctx.seed))
+    momentum, start = momentum_and_start(o, ctx.width)
+    return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=momentum, start_epoch=start,
+                                          sce_weights=sce_weights, epochs=ctx.epochs, holdout=o.sat_holdout,
+                                          patience=o.sat_patience, seed=ctx.seed))
 
 
 register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))

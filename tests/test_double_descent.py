@@ -1,0 +1,142 @@
+"""Double descent: SAT's width rule inside a run, the grid figures and the interpolation threshold."""
+import json
+
+import pytest
+import torch
+
+from selfadapt.double_descent import clear_peak, epoch_error_points, error_points, interpolation_threshold, peak_contrast
+from selfadapt.errors import SelfAdaptError
+from selfadapt.grid import load_grid, run_grid
+from selfadapt.objectives.registry import MethodContext, build_objective
+from selfadapt.settings import RunConfig, differing_settings
+
+GRID = """
+name = "tiny-dd"
+methods = ["ce", "sat"]
+seeds = [0, 1]
+[[noise]]
+kind = "symmetric"
+rates = [0.4]
+[axes]
+width = [8, 32]
+[settings]
+dataset = "digits"
+model = "mlp"
+epochs = 5
+batch_size = 128
+lr = 0.05
+augment = "none"
+device = "cpu"
+[method_settings.sat]
+sat_momentum = 0.9
+sat_start_epoch = 1
+sat_width_reference = 32
+"""
+
+
+def sat_loss(width, **options):
+    ctx = MethodContext(labels=torch.tensor([0, 1, 2, 1]), num_classes=3, epochs=500, width=width)
+    return build_objective("sat", ctx, options).loss
+
+
+def test_width_rule_scales_momentum_and_start_from_the_reference_width():
+    scaled = sat_loss(16, sat_momentum=0.9, sat_start_epoch=40, sat_width_reference=64)
+    assert scaled.store.momentum == pytest.approx(0.9 ** (16 / 64)) and scaled.start_epoch == 160
+    assert scaled.settings_used() == {"sat_momentum": pytest.approx(0.9 ** 0.25), "sat_start_epoch": 160}
+    at_reference = sat_loss(64, sat_momentum=0.9, sat_start_epoch=40, sat_width_reference=64)
+    assert (at_reference.store.momentum, at_reference.start_epoch) == (0.9, 40)
+    off = sat_loss(16, sat_momentum=0.9, sat_start_epoch=40)
+    assert (off.store.momentum, off.start_epoch) == (0.9, 40)
+
+
+def test_width_rule_that_starts_sat_after_the_last_epoch_is_one_line():
+    flat = {"method": "sat", "model": "mlp", "width": 4, "epochs": 100, "sat_momentum": 0.9, "sat_start_epoch": 40,
+            "sat_width_reference": 64}
+    with pytest.raises(SelfAdaptError, match=r"starts at epoch 640 .* width rule moved it from 40 at width 64"):
+        RunConfig.from_flat(flat)
+    # no width given: the model's default (mlp: 512 hidden units) is the run's width
+    RunConfig.from_flat({**flat, "width": None, "epochs": 10})
+    with pytest.raises(SelfAdaptError, match="sat_width_reference must be >= 0"):
+        RunConfig.from_flat({**flat, "sat_width_reference": -1})
+    with pytest.raises(SelfAdaptError, match="give sat_momentum and sat_start_epoch as numbers, not auto"):
+        RunConfig.from_flat({**flat, "sat_momentum": "auto"})
+
+
+def test_runs_made_before_a_setting_existed_still_match_its_default():
+    fixed = {"method": "sat", "sat_momentum": 0.9, "sat_start_epoch": 40}
+    now = RunConfig.from_flat(fixed).to_dict()
+    before = json.loads(json.dumps(now))
+    del before["method"]["options"]["sat_width_reference"]
+    assert differing_settings(before, now) == []
+    changed = RunConfig.from_flat({**fixed, "sat_width_reference": 64}).to_dict()
+    assert differing_settings(before, changed) == ["sat_width_reference"]
+
+
+def test_interpolation_threshold_is_where_train_error_stays_small():
+    assert interpolation_threshold([(4, 0.3), (16, 0.005), (32, 0.02), (64, 0.0), (128, 0.0)]) == 64
+    assert interpolation_threshold([(4, 0.3), (8, 0.2)]) is None
+    assert interpolation_threshold([(4, 0.3), (8, 0.02)], tolerance=0.05) == 8
+
+
+def test_peak_contrast_compares_the_peak_with_a_quarter_and_four_times_its_width():
+    points = [(4, 0.26), (8, 0.21), (12, 0.23), (16, 0.24), (32, 0.31), (64, 0.29), (96, 0.25), (128, 0.22)]
+    assert peak_contrast(points) == {"peak": 32, "error": 0.31, "left": 8, "left_error": 0.21, "right": 128,
+                                     "right_error": 0.22}
+    assert clear_peak(peak_contrast(points)) and not clear_peak({**peak_contrast(points), "left_error": 0.29})
+    assert peak_contrast([(4, 0.3), (8, 0.2), (16, 0.1)]) is None   # monotone: no interior peak
+
+
+def test_error_points_from_result_rows_and_epoch_curves():
+    rows = [{"width": 32, "final_test_accuracy_mean": 0.75, "final_test_accuracy_std": 0.01},
+            {"width": 8, "final_test_accuracy_mean": 0.5, "final_test_accuracy_std": None}]
+    assert error_points(rows, "width", "test_accuracy") == [(8, 0.5, None), (32, 0.25, 0.01)]
+    runs = [[{"test_accuracy": 0.5}, {"test_accuracy": 0.6}], [{"test_accuracy": 0.7}]]
+    points = epoch_error_points(runs, "test_accuracy")
+    assert [p[0] for p in points] == [1, 2] and points[0][1] == pytest.approx(0.4) and points[1] == (2, 0.4, None)
+    assert points[0][2] == pytest.approx(0.1414213, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_width_grid_records_the_rule_per_run_and_draws_both_curves(tmp_path):
+    grid_file = tmp_path / "dd.toml"
+    grid_file.write_text(GRID)
+    out = run_grid(grid_file, tmp_path / "out")
+    grid = load_grid(grid_file)
+    assert len(grid.runs) == 8
+    for width, (momentum, start) in {8: (0.9 ** 0.25, 4), 32: (0.9, 1)}.items():
+        summary = json.loads((out / "runs" / f"sat-symmetric-0.4-width={width}-s1" / "summary.json").read_text())
+        assert summary["settings_used"] == {"sat_momentum": pytest.approx(momentum), "sat_start_epoch": start}
+        ce = json.loads((out / "runs" / f"ce-symmetric-0.4-width={width}-s1" / "summary.json").read_text())
+        assert "settings_used" not in ce
+    # at width 8 the rule moves SAT's start from 1 to 4: cross-entropy, identical to CE's run, until then
+    metrics = [json.loads(line) for line in
+               (out / "runs" / "sat-symmetric-0.4-width=8-s0" / "metrics.jsonl").read_text().splitlines()]
+    ce_metrics = [json.loads(line) for line in
+                  (out / "runs" / "ce-symmetric-0.4-width=8-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["train_loss"] for m in metrics[:4]] == [m["train_loss"] for m in ce_metrics[:4]]
+    assert metrics[4]["train_loss"] != ce_metrics[4]["train_loss"]
+    table = (out / "double-descent.md").read_text()
+    ce8 = json.loads((out / "runs" / "ce-symmetric-0.4-width=8-s0" / "summary.json").read_text())
+    ce8b = json.loads((out / "runs" / "ce-symmetric-0.4-width=8-s1" / "summary.json").read_text())
+    mean = 100 * (1 - (ce8["final_test_accuracy"] + ce8b["final_test_accuracy"]) / 2)
+    assert table.count("\n| 8 | ") == 1 and f"| 8 | {mean:.2f} ± " in table
+    for name in ("error-vs-width.png", "error-vs-epoch-symmetric-0.4-width=8.png",
+                 "error-vs-epoch-symmetric-0.4-width=32.png"):
+        assert (out / "plots" / name).stat().st_size > 5000
+
+
+def test_epoch_wise_cpu_grid_runs_are_the_model_wise_grids_largest_width():
+    from pathlib import Path
+
+    grids = Path(__file__).resolve().parent.parent / "docs" / "grids"
+    model = {r.name: r for r in load_grid(grids / "double-descent-model-cpu.toml").runs}
+    epoch = load_grid(grids / "double-descent-epoch-cpu.toml").runs
+    assert len(epoch) == 6
+    for run in epoch:
+        twin = model[run.name.replace("symmetric-0.2-", "symmetric-0.2-width=256-")]
+        assert differing_settings(run.config.to_dict(), twin.config.to_dict()) == []
+    for name in ("double-descent-model-paper.toml", "double-descent-epoch-paper.toml"):
+        runs = load_grid(grids / name).runs
+        assert {r.config.engine.epochs for r in runs} == {4000}
+        assert all(r.config.method.options.get("sat_width_reference") in (None, 0, 64) for r in runs)
+        assert any(r.config.method.options.get("sat_width_reference") == 64 for r in runs) == ("model" in name)
