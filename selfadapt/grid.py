@@ -377,13 +377,18 @@ def run_state(run: GridRun, out: Path) -> str:
 
 
 def _train_all(todo, out: Path, workers: int, threads: int, total: int):
-    """Yield ``(position, run, summary or error message)`` as runs finish; one worker trains in-process."""
+    """Yield ``(position, run, summary or error message)`` as runs finish; one worker trains in-process.
+
+    With several GPUs visible, each run on ``cuda`` (or ``auto``) goes to the GPU with the fewest
+    runs in flight.
+    """
     if workers == 1:
         for i, run in todo:
             yield i, run, _train_one(run.name, run.config.to_dict(), str(out / "runs" / run.name), f"[{i}/{total}]")
         return
     queue = todo[::-1]
     running = {}
+    in_flight = [0] * torch.cuda.device_count()
     # Runs are handed out one per free worker (none wait in the pool's queue), so after Ctrl-C the
     # pool only waits for the runs in progress, which the same signal interrupts.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
@@ -391,10 +396,33 @@ def _train_all(todo, out: Path, workers: int, threads: int, total: int):
         while queue or running:
             while queue and len(running) < workers:
                 i, run = queue.pop()
-                running[pool.submit(_train_one, run.name, run.config.to_dict(), str(out / "runs" / run.name),
-                                    f"[{i}/{total}]")] = (i, run)
+                config = run.config.to_dict()
+                gpu = spread_over_gpus(config["engine"]["device"], in_flight)
+                if gpu is not None:
+                    config["engine"]["device"] = f"cuda:{gpu}"
+                    in_flight[gpu] += 1
+                running[pool.submit(_train_one, run.name, config, str(out / "runs" / run.name),
+                                    f"[{i}/{total}]")] = (i, run, gpu)
             for future in wait(running, return_when=FIRST_COMPLETED).done:
-                yield (*running.pop(future), future.result())
+                i, run, gpu = running.pop(future)
+                if gpu is not None:
+                    in_flight[gpu] -= 1
+                yield i, run, future.result()
+
+
+def spread_over_gpus(device: str, in_flight: list[int]) -> int | None:
+    """The GPU for the next grid run: the one with the fewest runs in flight (``in_flight[k]`` for GPU
+    ``k``), where the run asks for ``cuda`` or ``auto`` and more than one GPU is visible; else ``None``
+    (the run keeps its device; an explicit ``cuda:N`` or ``cpu`` is never moved).
+
+    >>> spread_over_gpus("cuda", [1, 0, 1]), spread_over_gpus("auto", [0, 0]), spread_over_gpus("cuda:0", [0, 0])
+    (1, 0, None)
+    >>> spread_over_gpus("cuda", [0]), spread_over_gpus("cpu", [0, 0])
+    (None, None)
+    """
+    if device not in ("cuda", "auto") or len(in_flight) < 2:
+        return None
+    return min(range(len(in_flight)), key=in_flight.__getitem__)
 
 
 def _train_one(name: str, config: dict, folder: str, position: str) -> dict | str:

@@ -289,6 +289,11 @@ class RunConfig:
         if engine.warmup_epochs >= engine.epochs:
             raise SelfAdaptError(f"{prefix}--warmup-epochs {engine.warmup_epochs} leaves no epoch of the schedule "
                                  f"in a run of {engine.epochs} epochs")
+        from selfadapt.models import model_width
+        try:
+            model_width(self.model.model, self.model.width)
+        except SelfAdaptError as e:
+            raise SelfAdaptError(f"{prefix}{e}") from None
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
         from selfadapt.evaluators import get_evaluator

@@ -129,6 +129,8 @@ BAD_GRIDS = {
     "axis": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidth = []', "width must be a non-empty list"),
     "axis setting": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidht = [1, 2]', "unknown setting 'widht'"),
     "axis value": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidth = [4, 0]', "width must be >= 1, got 0"),
+    "model without a width": ('methods = ["ce"]\nseeds = [0]\n[axes]\nwidth = [4]\n[settings]\nmodel = "linear"',
+                              "model linear has no width"),
 }
 
 
@@ -290,3 +292,11 @@ def test_parallel_jobs_finish_every_run(finished, tmp_path):
     assert sorted(summaries(out)) == sorted(summaries(reference))
     assert json.loads((out / "bench.json").read_text())[-1]["torch_threads_per_run"] >= 1
     assert all(r["n_seeds"] == "2" for r in read_csv(out / "results.csv"))
+
+
+def test_runs_in_flight_are_spread_over_the_visible_gpus():
+    from selfadapt.grid import spread_over_gpus
+
+    assert spread_over_gpus("cuda", [1, 0, 1]) == 1 and spread_over_gpus("auto", [2, 2]) == 0
+    assert spread_over_gpus("cuda", [0]) is None, "one GPU: the run keeps its device"
+    assert spread_over_gpus("cuda:1", [0, 0]) is None and spread_over_gpus("cpu", [0, 0]) is None

@@ -22,8 +22,14 @@ def test_registry_lists_every_model():
     assert model_names() == NAMES == list(MODELS)
 
 
-def small_width(name: str) -> int:
-    return max(1, MODELS[name].width // 4)
+def test_a_model_without_a_width_refuses_one():
+    assert build_model("linear", num_classes=3, in_channels=1, image_size=4)(torch.rand(2, 1, 4, 4)).shape == (2, 3)
+    with pytest.raises(SelfAdaptError, match="model linear has no width; drop --width"):
+        build_model("linear", num_classes=3, width=8)
+
+
+def small_width(name: str) -> int | None:
+    return None if MODELS[name].width is None else max(1, MODELS[name].width // 4)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -74,7 +74,7 @@ class ModelSpec:
     """
 
     build: Callable[[int, int, int, float], nn.Module]  # (in_channels, image_size, width, dropout) -> backbone
-    width: int            # default `width`: base channels, widen factor or hidden units (see `about`)
+    width: int | None     # default `width`: base channels, widen factor or hidden units (None: no width)
     dropout: float | None  # default `dropout`; None: the model has none (it accepts only None or 0)
     about: str            # one line for `--help` and error messages
 
@@ -96,7 +96,7 @@ MODELS: dict[str, ModelSpec] = {
                      "small 3-layer CNN for CPU runs, base width (16)"),
     "mlp": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, hidden=w, dropout=p), 512, 0.0,
                      "2-hidden-layer MLP, hidden units (512)"),
-    "linear": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, depth=0), 1, None,
+    "linear": ModelSpec(lambda c, s, w, p: MLP(in_channels=c, image_size=s, depth=0), None, None,
                         "linear classifier on the (normalised) inputs, e.g. embeddings; no width"),
 }
 
@@ -106,14 +106,20 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def model_width(name: str, width: int | None = None) -> int:
-    """The width model ``name`` is built with: ``width``, or the model's default.
+def model_width(name: str, width: int | None = None) -> int | None:
+    """The width model ``name`` is built with: ``width``, or the model's default (``None``: a model
+    without a width, which refuses one).
 
-    >>> model_width("resnet18"), model_width("mlp", 32)
-    (64, 32)
+    >>> model_width("resnet18"), model_width("mlp", 32), model_width("linear")
+    (64, 32, None)
     """
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if MODELS[name].width is None:
+        if width is not None:
+            raise SelfAdaptError(f"model {name} has no width; drop --width (or the width axis), or pick a model "
+                                 f"with one: {', '.join(n for n, spec in MODELS.items() if spec.width is not None)}")
+        return None
     return MODELS[name].width if width is None else width
 
 
@@ -132,9 +138,9 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     spec = MODELS[name]
-    width = spec.width if width is None else width
+    width = model_width(name, width)
     for arg, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size),
-                       ("width", width)):
+                       ("width", 1 if width is None else width)):
         if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
             raise SelfAdaptError(f"{arg} must be a positive integer, got {value!r}")
     mean = [0.5] * in_channels if mean is None else list(mean)
@@ -149,5 +155,5 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
     if dropout and spec.dropout is None:
         with_dropout = ", ".join(n for n, s in MODELS.items() if s.dropout is not None)
         raise SelfAdaptError(f"model {name!r} has no dropout option; models with dropout: {with_dropout}")
-    backbone = spec.build(int(in_channels), int(image_size), int(width), dropout)
+    backbone = spec.build(int(in_channels), int(image_size), None if width is None else int(width), dropout)
     return Classifier(Normalize(mean, std), backbone, int(num_classes))

@@ -263,7 +263,10 @@ def _sat_starts_in_time(options, config) -> str | None:
         return ("sat_width_reference rescales a given momentum and start epoch: give sat_momentum and "
                 "sat_start_epoch as numbers, not auto")
 
-    start = momentum_and_start(options, model_width(config.model.model, config.model.width))[1]
+    width = model_width(config.model.model, config.model.width)
+    if options.sat_width_reference and width is None:
+        return f"sat_width_reference needs a model with a width; {config.model.model} has none"
+    start = momentum_and_start(options, width)[1]
     problem = start_epoch_before_end(start, config.engine.epochs)
     if problem and options.sat_width_reference:
         problem += f" (the width rule moved it from {options.sat_start_epoch} at width {options.sat_width_reference})"
