@@ -62,16 +62,19 @@ def earlier_ce_runs(folder: Path) -> list[dict]:
     return records
 
 
-def merge(grid: list[dict], earlier: list[dict], widths: set) -> list[dict]:
-    """Grid runs, plus earlier runs where the grid has none; both present: their test errors agree."""
+def merge(grid: list[dict], earlier: list[dict], widths: set) -> tuple[list[dict], int]:
+    """Grid runs, plus earlier runs where the grid has none, and how many runs both hold (their test
+    errors must agree)."""
     key = lambda r: (r["method"], r["width"], r["seed"])  # noqa: E731
     mine = {key(r): r for r in grid}
+    both = 0
     for r in earlier:
         if key(r) in mine:
             assert abs(mine[key(r)]["test_error"] - r["test_error"]) < 1e-9, f"{key(r)} does not reproduce"
+            both += 1
         elif r["width"] in widths:
             mine[key(r)] = r
-    return sorted(mine.values(), key=lambda r: (r["method"], r["width"], r["seed"]))
+    return sorted(mine.values(), key=lambda r: (r["method"], r["width"], r["seed"])), both
 
 
 def series(records: list[dict], method: str, field: str) -> list[tuple[int, float, float | None]]:
@@ -92,8 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     widths = set(load_grid(args.grid).axes["width"])
     grid = grid_runs(args.grid_out, args.grid)
-    records = merge(grid, earlier_ce_runs(args.earlier_ce) if args.earlier_ce else [], widths)
-    reproduced = sum(1 for r in grid if r["method"] == "ce") if args.earlier_ce else 0
+    records, reproduced = merge(grid, earlier_ce_runs(args.earlier_ce) if args.earlier_ce else [], widths)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "runs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[k for k in records[0] if k != "folder"], extrasaction="ignore")
