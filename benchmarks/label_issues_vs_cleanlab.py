@@ -61,8 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--subset", type=int, default=10000, help="seeded class-balanced subset of the training set")
+    p.add_argument("--test-subset", type=int, default=None, help="class-balanced subset of the test set")
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the subset (default: --seed)")
     p.add_argument("--noise", default="symmetric")
-    p.add_argument("--noise-rate", type=float, default=0.4)
+    p.add_argument("--noise-rate", type=float, default=0.4, help="ignored for --noise human")
+    p.add_argument("--noise-variant", default=None, help="CIFAR-N label set for --noise human (default worse)")
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--model", default="cnn")
     p.add_argument("--width", type=int, default=None)
@@ -98,8 +101,10 @@ def auto_or(kind):
 def run_config(args, method: str = "sat", momentum: float | str | None = None) -> RunConfig:
     sat = {"sat_momentum": momentum or args.sat_momentum[0], "sat_start_epoch": args.sat_start_epoch}
     return RunConfig.from_flat(dict(
-        dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, model=args.model, width=args.width,
-        method=method, noise=args.noise, noise_rate=args.noise_rate, noise_seed=args.noise_seed, seed=args.seed,
+        dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, test_subset=args.test_subset,
+        data_seed=args.data_seed, model=args.model, width=args.width, method=method, noise=args.noise,
+        noise_rate=0.0 if args.noise == "human" else args.noise_rate, noise_variant=args.noise_variant,
+        noise_seed=args.noise_seed, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, augment=args.augment, device=args.device,
         progress=False, **(sat if method == "sat" else {})))

@@ -99,6 +99,11 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+# A CPU run projected to train longer than this gets a warning after its first PROJECTION_STEPS steps.
+LONG_CPU_RUN_SECONDS = 3600.0
+PROJECTION_STEPS = 10
+
+
 class Trainer:
     """Train ``model`` with ``objective``; run ``evaluators`` on ``eval_data``; with a
     :class:`RunDir`, log, checkpoint and resume.
@@ -144,6 +149,8 @@ class Trainer:
         self.start_epoch = 0
         if run is not None:
             self._resume()
+        # the CPU run's length is projected once, after a few steps (see _warn_if_long)
+        self._project_after_step = PROJECTION_STEPS if self.device.type == "cpu" and distributed.is_main() else None
 
     # ------------------------------------------------------------------ checkpoint
 
@@ -242,6 +249,8 @@ class Trainer:
                 sums[3] += labeled.sum()
             for key, value in (out.metrics or {}).items():
                 extra[key] = extra.get(key, 0) + value.detach().float() * n
+            if step + 1 == self._project_after_step or (self._project_after_step and step + 1 == steps):
+                self._warn_if_long(epoch, step + 1, steps, time.perf_counter() - start)
         sums = distributed.all_reduce_sum(sums).tolist()
         record = {"epoch": epoch, "lr": lr, "train_loss": sums[0] / max(sums[1], 1)}
         if sums[3]:
@@ -256,6 +265,17 @@ class Trainer:
             record.update(self.evaluate(epoch))
         record["seconds"] = time.perf_counter() - start
         return record
+
+    def _warn_if_long(self, epoch: int, done: int, steps: int, seconds: float) -> None:
+        """Once per process: warn on stderr when the training steps left project past
+        :data:`LONG_CPU_RUN_SECONDS` on the CPU (evaluation not counted)."""
+        self._project_after_step = None
+        left = seconds / done * (steps * (self.config.epochs - epoch) - done)
+        if left > LONG_CPU_RUN_SECONDS:
+            print(f"selfadapt: warning: this run's training takes about {left / 3600:.1f} h more on the CPU "
+                  f"({seconds / done:.2f} s a step, {steps} steps an epoch, {self.config.epochs - epoch} epochs "
+                  "to go). A GPU (--device cuda), a smaller --model, --subset or fewer --epochs is faster; "
+                  "Ctrl-C keeps the last checkpoint and the same command resumes.", file=sys.stderr, flush=True)
 
     def evaluate(self, epoch: int) -> dict:
         """The metrics of the evaluators due after ``epoch`` (measured by the main process, shared

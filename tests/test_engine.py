@@ -126,3 +126,19 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path):
     (tmp_path / "a" / "checkpoint.pt").replace(tmp_path / "b" / "checkpoint.pt")
     with pytest.raises(SelfAdaptError, match="comes from another run"):
         train(tmp_path / "b", 2)
+
+
+def test_a_long_cpu_run_is_announced_once_after_a_few_steps(capsys, monkeypatch):
+    import selfadapt.engine as engine
+
+    model, objective, train_loader, _, _ = make_parts()   # 4 steps an epoch
+    Trainer(model, objective, train_loader, EngineConfig(epochs=3, lr=0.05, progress=False)).fit()
+    assert "warning" not in capsys.readouterr().err, "a short run is not announced"
+    monkeypatch.setattr(engine, "LONG_CPU_RUN_SECONDS", 0.0)
+    model, objective, train_loader, _, _ = make_parts()
+    trainer = Trainer(model, objective, train_loader, EngineConfig(epochs=1000, lr=0.05, progress=False))
+    trainer.train_epoch(0)
+    trainer.train_epoch(1)
+    err = capsys.readouterr().err
+    assert err.count("selfadapt: warning: this run's training takes about") == 1
+    assert "4 steps an epoch, 1000 epochs to go" in err
