@@ -39,17 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
+from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
-from selfadapt.evaluators import EvalData, predict_logits
+from selfadapt.engine.trainer import Trainer
 from selfadapt.evaluators.accuracy import TestAccuracy
+from selfadapt.evaluators.base import EvalData, predict_logits
 from selfadapt.experiment import PreparedData, configure_determinism, model_factory, prepare_data, resolve_device
-from selfadapt.label_issues import label_issue_scores, suspected_label_errors
+from selfadapt.label_errors import label_issue_scores, suspected_label_errors
 from selfadapt.objectives import MethodContext, build_objective, get_method
 from selfadapt.objectives.base import Objective
-from selfadapt.settings import RunConfig
 from selfadapt.targets import label_distribution_store
 
 CLEANLAB_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
