@@ -5,7 +5,7 @@ One invocation does both, on one noisy training set (``prepare_data``: same subs
 1. **SAT**: one self-adaptive training run on all N training samples. A sample is flagged when the
    argmax of its corrected target differs from its given label (SPEC section 1), ranked by the
    target's max (``SelfAdaptiveTraining.suspected_label_errors``). Compute: ``epochs`` passes. The
-   SAT start epoch and momentum default to ``auto`` (``selfadapt.auto_start``: chosen from the noisy
+   SAT start epoch and momentum default to ``auto`` (``selfadapt.objectives.auto_start``: chosen from the noisy
    training data alone); ``--sat-momentum auto 0.9 0.7`` trains one SAT run per value, each its own
    row and its own ``epochs`` passes.
 2. **cleanlab**: K-fold cross-validation (stratified on the given labels, seeded). For each fold a
@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sat-momentum", type=auto_or(float), nargs="+", default=["auto"],
                    help="auto or a float; one SAT run per value, each a row (and epochs passes) of its own")
     p.add_argument("--sat-start-epoch", type=auto_or(int), default="auto",
-                   help="auto (selfadapt.auto_start) or an epoch; the paper's is 60 of 200")
+                   help="auto (selfadapt.objectives.auto_start) or an epoch; the paper's is 60 of 200")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice); on a shared 2-core machine 1 thread "

@@ -1,4 +1,4 @@
-"""``label_issues.png``: the top suspected label errors as an image grid a person can review.
+"""``label_issues.png``: the top suspected label errors as tiles a person can review.
 
 Example: ``plot_label_issues(images, issues, classes, "label_issues.png", top=25)`` (``images``: the
 training images as ``N x C x H x W`` uint8 or float in [0, 1]).
