@@ -11,8 +11,10 @@ import dataclasses
 import sys
 
 from selfadapt.apps.registry import commands, grid_reports
+from selfadapt.config.fields import did_you_mean
 from selfadapt.config.flags import add_run_flags, field_default, flag, run_config_from, show_default
 from selfadapt.errors import SelfAdaptError
+from selfadapt.version import __version__
 
 TRAIN_EXAMPLES = """examples (CPU-sized):
   selfadapt train --dataset digits --model mlp --method sat --noise symmetric --noise-rate 0.4 \\
@@ -106,7 +108,8 @@ def cmd_evaluators(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
+    parser = Parser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"selfadapt {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_core_commands(subparsers)
     for command in commands():
@@ -157,16 +160,39 @@ def _add_core_commands(commands) -> None:
     commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) and a guess for a mistyped flag."""
+
+    def error(self, message: str):
+        print(f"selfadapt: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> str:
+    """One line naming each unknown flag with the closest real one of the command."""
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    known = [o for action in sub._actions for o in action.option_strings]
+    parts = []
+    for word in (w.split("=", 1)[0] for w in unknown if w.startswith("-")):
+        normal = word.replace("_", "-")
+        hint = f" (did you mean {normal}?)" if normal in known and normal != word else did_you_mean(word, known)
+        parts.append(f"{word}{hint}")
+    return ("unknown flag(s) " + "; ".join(parts)) if parts else f"unexpected argument(s): {' '.join(unknown)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"selfadapt: error: {_unknown_flags(parser, args, unknown)}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except SelfAdaptError as e:
         print(f"selfadapt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("selfadapt: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"selfadapt: interrupted; {e or 'run the same command again to resume'}", file=sys.stderr)
         return 130
 
 

@@ -34,8 +34,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfadapt.config.fields import load_toml
-from selfadapt.config.run import RunConfig, declared_settings, option_owner
+from selfadapt.config.fields import did_you_mean, load_toml
+from selfadapt.config.run import RunConfig, all_names, declared_settings, option_owner
 from selfadapt.data.corruption import CORRUPTIONS
 from selfadapt.data.human_labels import HUMAN_FILES, HUMAN_VARIANTS
 from selfadapt.errors import SelfAdaptError
@@ -238,7 +238,8 @@ def _settings_table(values, where: str) -> dict:
         if key in GRID_FIELDS:
             raise SelfAdaptError(f"{where}: {key} is set by the grid itself (methods, [[noise]], seeds)")
         if key not in plain and not option_owner(key):
-            raise SelfAdaptError(f"{where}: unknown setting {key!r}; `selfadapt train --help` lists them")
+            raise SelfAdaptError(f"{where}: unknown setting {key!r}{did_you_mean(key, all_names())}; "
+                                 "`selfadapt train --help` lists them")
     return values
 
 
