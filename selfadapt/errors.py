@@ -12,3 +12,28 @@ class SelfAdaptError(Exception):
     Traceback (most recent call last):
     selfadapt.errors.SelfAdaptError: noise rate must lie in [0, 1], got 1.5
     """
+
+
+class MissingExtra(SelfAdaptError, ImportError):
+    """An optional feature whose extra is not installed; the message names the extra.
+
+    Both a :class:`SelfAdaptError` (the CLI prints one line, exit status 2) and an ``ImportError``
+    (``except ImportError`` in a user's code catches it).
+    """
+
+
+def require(module: str, extra: str, feature: str):
+    """Import ``module`` for ``feature``, or raise :class:`MissingExtra` naming the extra to install.
+
+    >>> require("math", "none", "arithmetic").__name__
+    'math'
+    >>> require("no_such_module", "lightning", "the Lightning callback")
+    Traceback (most recent call last):
+    selfadapt.errors.MissingExtra: the Lightning callback needs no_such_module: pip install 'selfadapt[lightning]'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{feature} needs {module.split('.')[0]}: pip install 'selfadapt[{extra}]'") from None
