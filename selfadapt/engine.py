@@ -25,6 +25,7 @@ from selfadapt import distributed
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData, Evaluator, autocast
+from selfadapt.loggers import Loggers
 from selfadapt.objectives.base import Objective, Progress
 from selfadapt.optim import LARS
 from selfadapt.profiling import Profiler
@@ -149,6 +150,10 @@ class Trainer:
         self.start_epoch = 0
         if run is not None:
             self._resume()
+        self.loggers = None  # --logger: the main process streams each epoch's record to the trackers
+        if run is not None and config.logger and distributed.is_main():
+            self.loggers = Loggers(config.logger, run.path, run.path.name, start_step=self.start_epoch)
+            self.loggers.log_config(run.config)
         # the CPU run's length is projected once, after a few steps (see _warn_if_long)
         self._project_after_step = PROJECTION_STEPS if self.device.type == "cpu" and distributed.is_main() else None
 
@@ -205,6 +210,8 @@ class Trainer:
                 if self.run is not None:
                     if distributed.is_main():
                         self.run.append_metrics(record)
+                    if self.loggers is not None:
+                        self.loggers.log_metrics(record, epoch)
                     if (epoch + 1) % self.config.checkpoint_every == 0 or epoch + 1 == epochs:
                         with self.profiler.phase("checkpoint"):
                             self._checkpoint(epoch + 1)

@@ -24,6 +24,7 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine import Trainer
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.loggers import check_available
 from selfadapt.models import build_model, model_width
 from selfadapt.objectives.base import Objective
 from selfadapt.objectives.registry import Method, MethodContext, get_method
@@ -242,6 +243,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
     main = distributed.is_main()
     verbose = verbose and main
     run = RunDir(out, config.to_dict(), writer=main) if out is not None else None
+    check_available(config.engine.logger)
     parts = build_run(config, device=device, verbose=verbose)
     if run is not None:
         run.create()
@@ -253,11 +255,17 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
                       eval_data=parts.eval_data, run=run)
     if verbose and trainer.start_epoch:
         print(f"resuming {out} from epoch {trainer.start_epoch}")
-    history = trainer.fit()
-    summary = summarise(config, history, parts)
-    if run is not None and main:
-        save_targets(parts.objective, run.path)
-        run.write_summary(summary)
+    try:
+        history = trainer.fit()
+        summary = summarise(config, history, parts)
+        if run is not None and main:
+            save_targets(parts.objective, run.path)
+            run.write_summary(summary)
+        if trainer.loggers is not None:
+            trainer.loggers.log_images(run.path)  # the run's plots
+    finally:
+        if trainer.loggers is not None:
+            trainer.loggers.close()
     if verbose:
         print(describe_summary(summary))
     return RunResult(summary, parts.data, parts.objective, parts.model)

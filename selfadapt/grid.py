@@ -49,6 +49,7 @@ from selfadapt.data.corruption import CORRUPTIONS, HUMAN_FILES, HUMAN_VARIANTS, 
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators import EVALUATORS
 from selfadapt.experiment import resolve_device, run_experiment
+from selfadapt.loggers import Loggers, check_available
 from selfadapt.objectives.registry import METHODS, get_method
 from selfadapt.report import percent
 from selfadapt.rundir import atomic_write_bytes, read_metrics, write_json
@@ -106,8 +107,9 @@ class Grid:
         return list(dict.fromkeys(run.row for run in self.runs))
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     """Read, check and expand a grid file; any problem is a one-line :class:`SelfAdaptError`.
+    ``overrides`` replace entries of its ``[settings]`` (``selfadapt bench --logger``).
 
     The device is not checked here (a grid written for CUDA can be aggregated anywhere);
     :func:`run_grid` checks it before training.
@@ -123,7 +125,7 @@ def load_grid(path: str | Path) -> Grid:
     for method in methods:
         get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
-    settings = _settings_table(spec.get("settings", {}), f"{where}, [settings]")
+    settings = _settings_table({**spec.get("settings", {}), **(overrides or {})}, f"{where}, [settings]")
     method_settings = spec.get("method_settings", {})
     if not isinstance(method_settings, dict):
         raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
@@ -279,7 +281,7 @@ def _cell_name(kind: str, level: str) -> str:
 
 
 def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str = "local",
-             resources=None) -> Path:
+             resources=None, logger: list[str] | None = None) -> Path:
     """Train every run of grid ``path`` into ``out/runs/``, then :func:`aggregate`; return ``out``.
 
     Finished runs are skipped without loading data, partial ones resume from their checkpoint.
@@ -290,12 +292,18 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
     ``launcher="slurm"`` (or ``"submitit-local"``) sends each run as a job through submitit with
     ``resources`` (:class:`selfadapt.launchers.JobResources`) instead; see :mod:`selfadapt.launchers`.
 
+    ``logger`` (else the grid's ``logger`` setting) names the trackers every run and the grid's
+    plots and results table go to (:mod:`selfadapt.loggers`); MLflow's store is ``out/mlruns``
+    for all of them unless ``MLFLOW_TRACKING_URI`` is set.
+
     Example: ``run_grid("docs/grids/fashion-mnist-cpu.toml", "runs/fmnist", jobs=2)``.
     """
     if jobs < 1:
         raise SelfAdaptError(f"--jobs must be >= 1, got {jobs}")
     started = time.perf_counter()
-    grid = load_grid(path)
+    grid = load_grid(path, None if logger is None else {"logger": logger})
+    loggers = grid.settings.get("logger", [])
+    check_available(loggers)
     for device in sorted({run.config.engine.device for run in grid.runs}):
         resolve_device(device)
     out = Path(out)
@@ -306,6 +314,8 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
         from selfadapt.launchers import JobResources, executor, train_as_jobs
 
         cluster = executor(launcher, out / "submitit", resources or JobResources())
+    if "mlflow" in loggers:  # the runs and the grid in one store (spawned workers inherit it)
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri())
     (out / "runs").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "grid.toml", grid.path.read_bytes())
     todo = []
@@ -334,6 +344,8 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
     command += f" --launcher {launcher}" if launcher != "local" else ""
     _record_invocation(out, grid, command, workers, threads, trained=len(todo), seconds=time.perf_counter() - started)
     aggregate(out)
+    if loggers:
+        log_grid(grid, out, loggers)
     if failed:
         name, message = next(iter(failed.items()))
         same = sum(m == message for m in failed.values())
@@ -341,6 +353,17 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
                              + (f" and {same - 1} more" if same > 1 else "") + f": {message} "
                              f"({out / 'results.md'} lists every failed run)")
     return out
+
+
+def log_grid(grid: Grid, out: Path, names: list[str]) -> None:
+    """The grid's settings, every plot written outside ``runs/`` and ``results.csv`` to the trackers."""
+    with Loggers(names, out, grid.name) as log:
+        log.log_config({"grid": grid.name, "methods": list(grid.methods), "seeds": list(grid.seeds),
+                        "axes": grid.axes, "settings": grid.settings})
+        for plot in sorted(out.rglob("*.png")):
+            if plot.relative_to(out).parts[0] not in ("runs", "wandb", "mlruns", "tensorboard"):
+                log.log_image(plot)
+        log.log_table(out / "results.csv")
 
 
 def _describe_result(summary: dict) -> str:

@@ -106,6 +106,7 @@ def _evaluators() -> list[str]:
 
 
 OPTIMIZERS = ["sgd", "adam", "lars"]
+LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")  # experiment trackers (selfadapt.loggers)
 SCHEDULES = ["cosine", "multistep", "constant"]
 
 
@@ -191,6 +192,11 @@ class EngineSettings:
     eval_batch_size: int = setting(1024, "batch size of the evaluators", check=positive, must="be > 0")
     profile: bool = setting(False, "time each phase of every epoch (data, forward+loss, target update, backward, "
                                    "optimizer, evaluation, checkpoint) into OUT/profile.json")
+    logger: list[str] = setting([], "also stream per-epoch metrics, the configuration and plots to these trackers, "
+                                    "comma-separated: tensorboard, mlflow, wandb (offline unless WANDB_MODE is set), "
+                                    "csv (pip install 'selfadapt[loggers]')",
+                                check=lambda names: all(n in LOGGERS for n in names),
+                                must="be a comma-separated list of " + ", ".join(LOGGERS))
 
 
 @dataclass
@@ -208,7 +214,7 @@ SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "meth
 _OPTION_TABLES = {("method", "options"), ("eval", "options")}
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
 # data lives, the device, the display and profiling do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile"})
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile", "logger"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:
