@@ -22,8 +22,9 @@ class MissingExtra(SelfAdaptError, ImportError):
     """
 
 
-def require(module: str, extra: str, feature: str):
-    """Import ``module`` for ``feature``, or raise :class:`MissingExtra` naming the extra to install.
+def require(module: str, extra: str, feature: str, *, alone: bool = False):
+    """Import ``module`` for ``feature``, or raise :class:`MissingExtra` naming the extra to install
+    (and with ``alone=True``, that the package by itself is enough).
 
     >>> require("math", "none", "arithmetic").__name__
     'math'
@@ -36,4 +37,6 @@ def require(module: str, extra: str, feature: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtra(f"{feature} needs {module.split('.')[0]}: pip install 'selfadapt[{extra}]'") from None
+        package = module.split(".")[0]
+        raise MissingExtra(f"{feature} needs {package}: pip install 'selfadapt[{extra}]'"
+                           + (f" (or {package} alone)" if alone else "")) from None

@@ -50,7 +50,7 @@ def check_available(names) -> None:
     """Import every backend ``names`` asks for; a missing one is one :class:`MissingExtra` line."""
     for name in parse_logger_names(names):
         if name in _PACKAGES:
-            require(_PACKAGES[name], "loggers", f"--logger {name}")
+            require(_PACKAGES[name], "loggers", f"--logger {name}", alone=True)
 
 
 class Logger:

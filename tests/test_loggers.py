@@ -107,7 +107,7 @@ def test_a_missing_backend_names_the_extra_and_writes_nothing(tmp_path, monkeypa
     out = tmp_path / "run"
     assert main([*TRAIN, "--epochs", "2", "--logger", "csv,wandb", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["selfadapt: error: --logger wandb needs wandb: pip install 'selfadapt[loggers]'"]
+    assert err == ["selfadapt: error: --logger wandb needs wandb: pip install 'selfadapt[loggers]' (or wandb alone)"]
     assert not out.exists()
 
 
