@@ -18,6 +18,7 @@ from selfadapt.experiment import train_run
 from selfadapt.label_issue_grid import plot_label_issues
 from selfadapt.label_issues import (frequent_pairs, ranking_quality, ranking_scores, suspected_label_errors,
                                     top_suspects, write_label_issues_csv)
+from selfadapt.loggers import Loggers
 from selfadapt.objectives.sat import too_few_updates
 from selfadapt.rundir import write_json
 from selfadapt.settings import RunConfig
@@ -64,6 +65,10 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     if data.truth_known:
         summary["label_ranking"] = ranking_quality(scores, data.label_errors, top or int(data.label_errors.sum()))
     write_json(out / "summary.json", summary)
+    if config.engine.logger:  # the run's tracker runs get the tiles and the list
+        with Loggers(config.engine.logger, out, out.name) as log:
+            log.log_images(out, "label_issues.png")
+            log.log_table(out / "label_issues.csv")
 
     print(f"{len(flagged.index)} suspected label errors of {len(given)} training samples "
           f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"

@@ -164,10 +164,12 @@ class TensorBoard(Logger):
             pixels = np.asarray(image.convert("RGB"))
         self.writer.add_image(f"plots/{path.stem}", pixels, dataformats="HWC")
 
-    def log_table(self, path):
+    def log_table(self, path, most: int = 500):
         header, rows = read_table(path)
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += ["| " + " | ".join(row) + " |" for row in rows[:most]]
+        if len(rows) > most:
+            lines.append(f"\n({len(rows) - most} more rows in {path.name})")
         self.writer.add_text(f"tables/{path.stem}", "\n".join(lines))
 
     def close(self):

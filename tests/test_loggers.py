@@ -102,6 +102,18 @@ def test_a_grid_sends_its_plots_and_results_table(tmp_path, monkeypatch):
     assert [a.path for a in client.list_artifacts(runs["tiny"].info.run_id, "tables")] == ["tables/results.csv"]
 
 
+@pytest.mark.slow
+def test_find_label_issues_sends_its_tiles_and_list(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "issues"
+    assert main(["find-label-issues", "--dataset", "digits", "--model", "mlp", "--width", "32", "--noise", "symmetric",
+                 "--noise-rate", "0.3", "--epochs", "3", "--lr", "0.1", "--logger", "tensorboard", "--out", str(out)]) == 0
+    board = events(out / "tensorboard")
+    assert board.Tags()["images"] == ["plots/label_issues"]
+    assert text(board, "tables/label_issues").startswith("| ")
+    assert [s for s, _ in scalars(board, "train_loss")] == [0, 1, 2]
+
+
 def test_a_missing_backend_names_the_extra_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)   # as if not installed
     out = tmp_path / "run"
