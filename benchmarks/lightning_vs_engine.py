@@ -24,11 +24,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from selfadapt import IndexedDataset, SelfAdaptiveTraining
+from selfadapt.config.provenance import processor_name
+from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
-from selfadapt.grid import processor_name
+from selfadapt.engine.trainer import Trainer
 from selfadapt.objectives import LogitLoss
-from selfadapt.settings import EngineSettings
 
 EXAMPLE = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "lightning_sat.py"))
 
@@ -113,7 +113,7 @@ def main() -> None:
     print(f"ratio lightning / engine: {median['lightning'] / median['engine']:.2f}; plain loop with the same "
           f"DataLoader / engine: {median['plain loop'] / median['engine']:.2f}")
     print(f"import in a fresh interpreter: lightning.pytorch {import_seconds('lightning.pytorch'):.2f} s, "
-          f"selfadapt.engine {import_seconds('selfadapt.engine'):.2f} s")
+          f"selfadapt.engine.trainer {import_seconds('selfadapt.engine.trainer'):.2f} s")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,20 @@ class SelfAdaptError(Exception):
     """
 
 
+def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False):
+    """``value`` as a float when it lies in the interval from ``low`` to ``high`` (each end closed
+    unless ``*_open``); otherwise one :class:`SelfAdaptError` naming ``name``.
+
+    >>> check_range("rate", 0.5, 0.0, 1.0)
+    0.5
+    """
+    inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not inside:  # also catches NaN
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise SelfAdaptError(f"{name} must lie in {interval}, got {value}")
+    return float(value)
+
+
 class MissingExtra(SelfAdaptError, ImportError):
     """An optional feature whose extra is not installed; the message names the extra.
 

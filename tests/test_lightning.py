@@ -62,6 +62,7 @@ def assert_same_state(a: dict, b: dict, exact=True):
             torch.testing.assert_close(a[key].double(), b[key].double(), rtol=0, atol=1e-5, msg=key)
 
 
+@pytest.mark.slow
 def test_resume_from_a_lightning_checkpoint_continues_exactly(tmp_path):
     straight, straight_model = fit(tmp_path / "straight")
     assert straight.sat.start_epoch is not None and straight.sat.updates >= 2, "SAT must have started and moved"
@@ -77,6 +78,7 @@ def test_resume_from_a_lightning_checkpoint_continues_exactly(tmp_path):
     assert not torch.equal(other.sat.targets, straight.sat.targets)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_training_set_is_refused(tmp_path):
     fit(tmp_path, stop_after=0)
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]["SATCallback"]
