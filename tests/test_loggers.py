@@ -9,7 +9,7 @@ import pytest
 
 from selfadapt.cli import main
 from selfadapt.errors import MissingExtra
-from selfadapt.rundir import read_metrics
+from selfadapt.engine.rundir import read_metrics
 
 TRAIN = ["train", "--dataset", "digits", "--model", "mlp", "--width", "32", "--method", "sat", "--noise", "symmetric",
          "--noise-rate", "0.4", "--sat-start-epoch", "1", "--batch-size", "128", "--lr", "0.05", "--augment", "none",
