@@ -39,6 +39,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from selfadapt.engine.loggers import parse_logger_names
     from selfadapt.grid.runner import run_grid
 
     resources = None
@@ -47,8 +48,9 @@ def cmd_bench(args) -> int:
 
         resources = JobResources(partition=args.partition, gpus_per_run=args.gpus_per_run,
                                  cpus_per_run=args.cpus_per_run, time_limit_min=args.time_limit)
+    logger = None if args.logger is None else parse_logger_names(args.logger)
     run_grid(args.grid, args.out, jobs=args.jobs, launcher=args.launcher, resources=resources,
-             reports=grid_reports())
+             reports=grid_reports(), logger=logger)
     return 0
 
 
@@ -141,6 +143,8 @@ def _add_core_commands(commands) -> None:
     bench.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per job (default 8)")
     bench.add_argument("--time-limit", type=int, default=24 * 60, help="minutes per job (default 1440); a run "
                        "stopped by it resumes from its checkpoint on the next call")
+    bench.add_argument("--logger", help="trackers for every run and the grid's plots and results table: "
+                                        "tensorboard, mlflow, wandb, csv (comma-separated); default the grid's logger")
     bench.set_defaults(func=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run (its directory or checkpoint)")

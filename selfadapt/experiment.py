@@ -26,6 +26,7 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.registry import load_dataset, load_unlabeled_split
 from selfadapt.data.splits import class_balanced_subset
 from selfadapt.data.types import Dataset, ImageSet
+from selfadapt.engine.loggers import check_available
 from selfadapt.engine.rundir import RunDir, load_checkpoint
 from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
@@ -249,6 +250,7 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
     Everything that can fail before training (the settings, the output directory, its lock, the
     checkpoint, the data) is checked before anything is written.
     """
+    check_available(config.engine.logger)
     timeout = config.engine.dist_timeout
     device = distributed.setup(resolve_device(config.engine.device), timeout)
     main = distributed.is_main()
@@ -282,11 +284,17 @@ def _train(config: RunConfig, run: RunDir | None, device: str, verbose: bool) ->
         print(f"resuming {run.path} at epoch {trainer.start_epoch} (0-based)")
         for line in _kept_choices(parts.objective):
             print(line)
-    history = trainer.fit()
-    summary = {**summarise(config, history, parts), "provenance": origin}
-    if run is not None and main:
-        save_targets(parts.objective, run.path)
-        run.write_summary(summary)
+    try:
+        history = trainer.fit()
+        summary = {**summarise(config, history, parts), "provenance": origin}
+        if run is not None and main:
+            save_targets(parts.objective, run.path)
+            run.write_summary(summary)
+        if trainer.loggers is not None:
+            trainer.loggers.log_images(run.path)  # the run's plots
+    finally:
+        if trainer.loggers is not None:
+            trainer.loggers.close()
     if verbose:
         print(describe_summary(summary))
     return RunResult(summary, parts.data, parts.objective, parts.model)

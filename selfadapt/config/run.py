@@ -39,7 +39,7 @@ VECTOR_MODELS = ("linear", "mlp")
 
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
 # data lives, the device, the display and profiling do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile", "dist_timeout"})
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile", "dist_timeout", "logger"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:

@@ -53,6 +53,7 @@ OPTIMIZERS = ["sgd", "adam", "lars"]
 
 
 SCHEDULES = ["cosine", "multistep", "constant"]
+LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")  # experiment trackers (selfadapt.engine.loggers)
 
 
 @dataclass
@@ -138,6 +139,11 @@ class EngineSettings:
                                          "stops with a message naming the silent rank", check=positive, must="be > 0")
     profile: bool = setting(False, "time each phase of every epoch (data, forward+loss, target update, backward, "
                                    "optimizer, evaluation, checkpoint) into OUT/profile.json")
+    logger: list[str] = setting([], "also stream per-epoch metrics, the configuration and plots to these trackers, "
+                                    "comma-separated: tensorboard, mlflow, wandb (offline unless WANDB_MODE is set), "
+                                    "csv (pip install 'selfadapt[loggers]')",
+                                check=lambda names: all(n in LOGGERS for n in names),
+                                must="be a comma-separated list of " + ", ".join(LOGGERS))
 
 
 @dataclass

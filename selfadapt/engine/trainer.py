@@ -25,6 +25,7 @@ from selfadapt import distributed
 from selfadapt.batch import Progress
 from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
+from selfadapt.engine.loggers import Loggers
 from selfadapt.engine.optim import build_optimizer, learning_rate
 from selfadapt.engine.profiling import Profiler
 from selfadapt.engine.rundir import CHECKPOINT_FORMAT, RunDir
@@ -127,6 +128,10 @@ class Trainer:
         if run is not None:
             self._resume()
         self.checkpointed = self.start_epoch if run is not None else None   # epochs the last checkpoint holds
+        self.loggers = None  # --logger: the main process streams each epoch's record to the trackers
+        if run is not None and config.logger and distributed.is_main():
+            self.loggers = Loggers(config.logger, run.path, run.path.name, start_step=self.start_epoch)
+            self.loggers.log_config(run.config)
         # the CPU run's length is projected once, after a few steps (see _warn_if_long)
         self._project_after_step = PROJECTION_STEPS if self.device.type == "cpu" and distributed.is_main() else None
 
@@ -193,6 +198,8 @@ class Trainer:
                         bar.set_postfix_str(_short(record, shown))
                     elif bar_wanted:
                         print(f"epoch {epoch} [0..{epochs - 1}]: {_short(record, shown)}", flush=True)
+                    if self.loggers is not None:
+                        self.loggers.log_metrics(record, epoch)
                     self._log_and_checkpoint(epoch, record, history)
                     self.profiler.end_epoch()
         except KeyboardInterrupt:

@@ -22,6 +22,7 @@ import torch
 from selfadapt.config.provenance import describe_device, processor_name, provenance
 from selfadapt.config.run import RunConfig
 from selfadapt.engine.lock import DirectoryLock
+from selfadapt.engine.loggers import Loggers, check_available
 from selfadapt.engine.rundir import atomic_write_bytes, check_out_path, write_json
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import resolve_device, run_experiment
@@ -34,7 +35,7 @@ from selfadapt.summary import percent
 
 
 def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str = "local",
-             resources=None, reports=()) -> Path:
+             resources=None, reports=(), logger: list[str] | None = None) -> Path:
     """Train every run of grid ``path`` (a file or a preset's name) into ``out/runs/``, then
     aggregate; return ``out``.
 
@@ -49,13 +50,19 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
     ``reports`` are the applications' tables and figures (:class:`selfadapt.grid.reports.GridReport`)
     written beside the generic ones.
 
+    ``logger`` (else the grid's ``logger`` setting) names the trackers every run and the grid's
+    plots and results table go to (:mod:`selfadapt.engine.loggers`); MLflow's store is
+    ``out/mlruns`` for all of them unless ``MLFLOW_TRACKING_URI`` is set.
+
     Example: ``run_grid("docs/grids/fashion-mnist-cpu.toml", "runs/fmnist", jobs=2)``.
     """
     if jobs < 1:
         raise SelfAdaptError(f"--jobs must be >= 1, got {jobs}")
     started = time.perf_counter()
     path = preset_path(str(path))
-    grid = load_grid(path)
+    grid = load_grid(path, None if logger is None else {"logger": logger})
+    loggers = grid.settings.get("logger", [])
+    check_available(loggers)
     for device in sorted({run.config.engine.device for run in grid.runs}):
         resolve_device(device)
     out = Path(out)
@@ -66,6 +73,8 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
     try:
         states = {run.name: run_state(run, out) for run in grid.runs}   # every conflict raised before any training
         cluster = _cluster(launcher, out, resources)
+        if "mlflow" in loggers:  # the runs and the grid in one store (spawned workers inherit it)
+            os.environ.setdefault("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri())
         (out / "runs").mkdir(parents=True, exist_ok=True)
         if not lock.held:
             lock.acquire()
@@ -83,6 +92,8 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
         _record_invocation(out, grid, command, workers, threads, trained=len(todo),
                            seconds=time.perf_counter() - started)
         aggregate(out, reports)
+        if loggers:
+            log_grid(grid, out, loggers)
     finally:
         lock.release()
     if failed:
@@ -123,6 +134,17 @@ def _collect(results, total: int) -> dict[str, str]:
             print(f"[{i}/{total}] finished {run.name}: {_describe_result(result)}, "
                   f"{result['seconds']:.1f} s", flush=True)
     return failed
+
+
+def log_grid(grid: Grid, out: Path, names: list[str]) -> None:
+    """The grid's settings, every plot written outside ``runs/`` and ``results.csv`` to the trackers."""
+    with Loggers(names, out, grid.name) as log:
+        log.log_config({"grid": grid.name, "methods": list(grid.methods), "seeds": list(grid.seeds),
+                        "axes": grid.axes, "settings": grid.settings})
+        for plot in sorted(out.rglob("*.png")):
+            if plot.relative_to(out).parts[0] not in ("runs", "wandb", "mlruns", "tensorboard"):
+                log.log_image(plot)
+        log.log_table(out / "results.csv")
 
 
 def _describe_result(summary: dict) -> str:

@@ -107,8 +107,9 @@ class Grid:
         return list(dict.fromkeys(run.row for run in self.runs))
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     """Read, check and expand a grid file; any problem is a one-line :class:`SelfAdaptError`.
+    ``overrides`` replace entries of its ``[settings]`` (``selfadapt bench --logger``).
 
     The device is not checked here (a grid written for CUDA can be aggregated anywhere);
     :func:`run_grid` checks it before training.
@@ -124,7 +125,7 @@ def load_grid(path: str | Path) -> Grid:
     for method in methods:
         get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
-    settings = _settings_table(spec.get("settings", {}), f"{where}, [settings]")
+    settings = _settings_table({**spec.get("settings", {}), **(overrides or {})}, f"{where}, [settings]")
     method_settings = spec.get("method_settings", {})
     if not isinstance(method_settings, dict):
         raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")

@@ -19,6 +19,7 @@ from selfadapt.apps.noisy_labels.listing import frequent_pairs, write_label_issu
 from selfadapt.apps.noisy_labels.tiles import plot_label_issues
 from selfadapt.config.flags import add_run_flags, flag, run_config_from
 from selfadapt.config.run import RunConfig
+from selfadapt.engine.loggers import Loggers
 from selfadapt.engine.rundir import write_json
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import resolve_device, train_run
@@ -68,6 +69,10 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     if data.truth_known:
         summary["label_ranking"] = ranking_quality(scores, data.label_errors, top or int(data.label_errors.sum()))
     write_json(out / "summary.json", summary)
+    if config.engine.logger:  # the run's tracker runs get the tiles and the list
+        with Loggers(config.engine.logger, out, out.name) as log:
+            log.log_images(out, "label_issues.png")
+            log.log_table(out / "label_issues.csv")
 
     print(f"{len(flagged.index)} suspected label errors of {len(given)} training samples "
           f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
