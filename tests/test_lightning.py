@@ -82,13 +82,13 @@ def test_resume_from_a_lightning_checkpoint_continues_exactly(tmp_path):
 def test_a_checkpoint_of_another_training_set_is_refused(tmp_path):
     fit(tmp_path, stop_after=0)
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]["SATCallback"]
-    sat = SATCallback(SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), num_classes=10))
+    sat = SATCallback(SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), num_classes=10, epochs=5))
     with pytest.raises(SelfAdaptError, match="cover 301 samples, this training set has 10"):
         sat.load_state_dict(state)
 
 
 def test_loss_outside_a_trainer_says_what_to_do():
-    sat = SATCallback(SelfAdaptiveTraining(torch.tensor([0, 1]), num_classes=2))
+    sat = SATCallback(SelfAdaptiveTraining(torch.tensor([0, 1]), num_classes=2, epochs=5))
     with pytest.raises(SelfAdaptError, match="Trainer\\(callbacks="):
         sat.loss(torch.zeros(1, 2), torch.tensor([0]), torch.tensor([0]))
 
