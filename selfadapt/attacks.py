@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfadapt.errors import SelfAdaptError
+from selfadapt.errors import SelfAdaptError, require
 
 
 @contextlib.contextmanager
@@ -139,12 +139,7 @@ AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 
 def autoattack_class():
     """pyautoattack's ``AutoAttack``, or one clear line naming the extra that installs it."""
-    try:
-        from pyautoattack import AutoAttack
-    except ImportError:
-        raise SelfAdaptError("AutoAttack needs the package pyautoattack: pip install 'selfadapt[adversarial]'") \
-            from None
-    return AutoAttack
+    return require("pyautoattack", "adversarial", "AutoAttack").AutoAttack
 
 
 @dataclass

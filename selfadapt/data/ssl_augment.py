@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from selfadapt.errors import SelfAdaptError
+from selfadapt.errors import MissingExtra, SelfAdaptError
 
 KORNIA_MISSING = ("self-supervised augmentations need kornia: pip install 'selfadapt[ssl]' "
                   "(kornia 0.9 needs Python >= 3.11)")
@@ -53,11 +53,11 @@ def ssl_augmentation_names() -> list[str]:
 
 
 def import_kornia():
-    """``kornia.augmentation``, or a :class:`SelfAdaptError` saying how to install it."""
+    """``kornia.augmentation``, or a :class:`MissingExtra` saying how to install it."""
     try:
         import kornia.augmentation
     except ImportError:
-        raise SelfAdaptError(KORNIA_MISSING) from None
+        raise MissingExtra(KORNIA_MISSING) from None
     return kornia.augmentation
 
 

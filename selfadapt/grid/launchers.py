@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfadapt.errors import SelfAdaptError
+from selfadapt.errors import SelfAdaptError, require
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -42,10 +42,7 @@ def executor(launcher: str, folder: Path, resources: JobResources):
     """A submitit executor for ``launcher`` (``slurm`` or ``submitit-local``) writing logs under ``folder``."""
     if launcher not in LAUNCHERS[1:]:
         raise SelfAdaptError(f"unknown launcher {launcher!r}; choose from {', '.join(LAUNCHERS)}")
-    try:
-        import submitit
-    except ImportError:
-        raise SelfAdaptError("--launcher slurm needs submitit: pip install 'selfadapt[slurm]'") from None
+    submitit = require("submitit", "slurm", f"--launcher {launcher}")
     cluster = "slurm" if launcher == "slurm" else "local"
     if cluster == "slurm" and submitit.AutoExecutor.which() != "slurm":
         raise SelfAdaptError("--launcher slurm: no Slurm here (sbatch not found); "
