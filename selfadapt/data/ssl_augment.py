@@ -96,6 +96,8 @@ class ViewAugment:
     """
 
     def __init__(self, recipe: ViewRecipe, *, channels: int, image_size: int):
+        if recipe.crop_resample not in ("bilinear", "bicubic") or recipe.jitter_order not in ("batch", "image"):
+            raise ValueError(f"crop_resample must be bilinear or bicubic and jitter_order batch or image: {recipe}")
         K = import_kornia()
         brightness, contrast, saturation, hue = recipe.jitter
         if channels == 1:
