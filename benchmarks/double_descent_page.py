@@ -24,6 +24,7 @@ from pathlib import Path
 from selfadapt.apps.double_descent import (
     TEST,
     TRAIN,
+    TRAIN_AXIS,
     TRAIN_WHAT,
     clear_peak,
     epoch_error_points,
@@ -147,12 +148,11 @@ def main() -> None:
                      f"{100 * (peak['error'] - peak['left_error']):+.2f} points against width {peak['left']}, "
                      f"{100 * (peak['error'] - peak['right_error']):+.2f} against width {peak['right']}"
                      f" ({'' if clear_peak(peak) else 'not '}a clear peak: >= 3 points above both).")
-    measures = {r["train_error_measure"] for r in records}
-    what = TRAIN_WHAT[TRAIN] if measures == {TRAIN} else "; ".join(TRAIN_WHAT[m] for m in sorted(measures))
-    lines.append(f"Train error on the given labels: {what}.")
+    measures = sorted({r["train_error_measure"] for r in records})
+    lines.append(f"Train error on the given labels: {'; '.join(TRAIN_WHAT[m] for m in measures)}.")
     (args.out / "model-wise.md").write_text("\n".join(lines) + "\n")
-    plot_panels([("final test error (mean ± std over seeds)", test),
-                 (f"final train error on the given (noisy) labels ({what})", train)], args.out / "model-wise.png",
+    axis = TRAIN_AXIS[measures[0]] if len(measures) == 1 else "train error, given labels (mixed measures)"
+    plot_panels([("final test error (mean ± std over seeds)", test), (f"final {axis}", train)], args.out / "model-wise.png",
                 xlabel="MLP width (hidden units per layer)", marks=marks,
                 title="Fashion-MNIST 16k, 20% symmetric noise, 300 epochs of Adam: CE against SAT")
     for width in (int(w) for w in args.epoch_widths.split(",") if w):
@@ -165,8 +165,7 @@ def main() -> None:
         sat = next((r for r in records if r["method"] == "sat" and r["width"] == width), None)
         key = train_metric([run for runs in curves.values() for run in runs])
         plot_panels([("test error (mean ± std over seeds)", {k: epoch_error_points(v, TEST) for k, v in curves.items()}),
-                     (f"train error on the given labels ({TRAIN_WHAT[key]})",
-                      {k: epoch_error_points(v, key) for k, v in curves.items()})],
+                     (TRAIN_AXIS[key], {k: epoch_error_points(v, key) for k, v in curves.items()})],
                     args.out / f"epoch-wise-width={width}.png", xlabel="epoch",
                     marks={f"SAT targets from epoch {sat['sat_start_epoch'] + 1}": sat["sat_start_epoch"] + 1} if sat else None,
                     title=f"Epoch-wise, MLP width {width}: CE against SAT")

@@ -34,6 +34,7 @@ TRAIN = "train_accuracy_given_eval"          # memorisation evaluator: eval mode
 TRAIN_RUNNING = "train_accuracy_given"      # the engine's running train-mode accuracy over augmented batches
 TRAIN_WHAT = {TRAIN: "eval mode, un-augmented training set",
               TRAIN_RUNNING: "running train-mode accuracy over augmented batches: runs without the eval-mode one"}
+TRAIN_AXIS = {TRAIN: "train error, given labels (eval mode)", TRAIN_RUNNING: "train error, given labels (running)"}
 
 
 def train_metric(runs: list[list[dict]]) -> str:
@@ -131,7 +132,7 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
     logged = {name: metrics for name, metrics in tested.items() if any(m.get(train) is not None for m in metrics)}
     if not logged:
         return written
-    train_title = f"train error on the given labels ({TRAIN_WHAT[train]})"
+    train_title = TRAIN_AXIS[train]
     for axis, values in grid.axes.items():
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             continue
