@@ -4,12 +4,7 @@ The bottom layer of the configuration: methods, evaluators and the run's section
 settings with :func:`setting`, and :func:`parse_options` / :func:`coerce` turn values from the
 command line, TOML or JSON into checked, typed values. Nothing here knows any registry.
 
->>> from dataclasses import dataclass
->>> @dataclass
-... class Options:
-...     gce_q: float = setting(0.7, "GCE exponent q", check=lambda q: 0 < q <= 1, must="lie in (0, 1]")
->>> parse_options(Options, {"gce_q": 0.5}, "gce").gce_q
-0.5
+Example: see :func:`setting`.
 """
 from __future__ import annotations
 
