@@ -256,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="default runs/demo")
     demo.set_defaults(func=cmd_demo)
 
+    from selfadapt.apps.review import apply, server
+
+    review = commands.add_parser("review", help="review suspected label errors in a browser (127.0.0.1)")
+    server.add_arguments(review)
+    review.set_defaults(func=server.run)
+    apply_review = commands.add_parser("apply-review", help="write the labels corrected in review.csv")
+    apply.add_arguments(apply_review)
+    apply_review.set_defaults(func=apply.run)
+
     commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
     commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
     commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
