@@ -100,17 +100,16 @@ class DecisionStore:
             current = self._rows.get(index)
             if version != (int(current["version"]) if current else 0):
                 raise Conflict(index, current)
-            if decision is None:
-                self._rows.pop(index, None)
-                row = None
-            else:
+            rows, row = dict(self._rows), None
+            rows.pop(index, None)
+            if decision is not None:
                 row = {"index": index, "file": sample.file, "given": sample.given, "suggested": sample.suggested,
-                       "decision": decision, "label": label,
-                       "time": _now(),
+                       "decision": decision, "label": label, "time": _now(),
                        "previous": f"{current['decision']}:{current['label']}" if current else "",
-                       "version": (int(current["version"]) if current else 0) + 1}
-                self._rows[index] = row
-            self._write()
+                       "version": version + 1}
+                rows[index] = row
+            self._write(rows)  # the file first: a failed write leaves memory and disk as they were
+            self._rows = rows
             return dict(row) if row else None
 
     def read_state(self) -> dict:
@@ -174,11 +173,11 @@ class DecisionStore:
                 rows[index] = {c: row[c] for c in COLUMNS} | {"index": index, "version": int(row["version"])}
         return rows
 
-    def _write(self) -> None:
+    def _write(self, rows: dict[int, dict]) -> None:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self._rows.values())
+        writer.writerows(rows.values())
         atomic_write_bytes(self.path, text.getvalue().encode())
         info = os.stat(self.path)
         self._stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
