@@ -42,7 +42,7 @@
     const items = data.items;
     const byIndex = new Map(items.map((it) => [it.index, it]));
     const classes = data.meta.classes;
-    const read = () => JSON.parse(localStorage.getItem(key) || '{"rows": {}, "state": {}}');
+    const read = () => JSON.parse(localStorage.getItem(key) || '{"rows": {}, "order": [], "state": {}}');
     const write = (s) => localStorage.setItem(key, JSON.stringify(s));
     const statusOf = (rows, it) => (!rows[it.index] ? "todo" : rows[it.index].decision === "skip" ? "skipped" : "done");
     const counts = (rows) => {
@@ -81,8 +81,10 @@
         const n = normalise(it, d.decision, d.label);
         if (n.error) return { status: 400, body: { error: n.error } };
         let row = null;
+        s.order = (s.order || []).filter((k) => k !== d.index);  // decision order, as review.csv keeps it
         if (n.decision === null) delete s.rows[d.index];
         else {
+          s.order.push(d.index);
           row = { index: d.index, file: it.file, given: classes[it.given], suggested: classes[it.suggested],
                   decision: n.decision, label: n.label, time: new Date().toISOString(),
                   previous: current ? current.decision + ":" + current.label : "",
@@ -99,7 +101,9 @@
       download: () => {
         const columns = ["index", "file", "given", "suggested", "decision", "label", "time", "previous", "version"];
         const quote = (v) => { const t = String(v); return /[",\n\r]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t; };
-        const lines = [columns.join(",")].concat(Object.values(read().rows).map((r) => columns.map((c) => quote(r[c])).join(",")));
+        const s = read();
+        const rows = (s.order || []).map((k) => s.rows[k]);
+        const lines = [columns.join(",")].concat(rows.map((r) => columns.map((c) => quote(r[c])).join(",")));
         const link = document.createElement("a");
         link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
         link.download = "review.csv";
