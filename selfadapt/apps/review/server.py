@@ -6,7 +6,7 @@ It binds 127.0.0.1 only and answers a fixed set of routes; every other path (``.
 404, and nothing is ever read from a path taken from the URL:
 
 ==========================  =======================================================
-``/``                       the page (``page/index.html``, ``review.css``, ``review.js``)
+``/``                       the page (``page/``: ``index.html``, ``review.css``, the scripts)
 ``/api/meta``               classes, filter choices, counts, the saved place
 ``/api/items?...``          a page of suspects (filters, ``offset``/``limit`` or ``around``)
 ``POST /api/decision``      ``{index, decision, label, version}`` -> ``review.csv``
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
               "/review.css": ("review.css", "text/css; charset=utf-8"),
-              "/review.js": ("review.js", "text/javascript; charset=utf-8")}
+              "/review.js": ("review.js", "text/javascript; charset=utf-8"),
+              "/static-backend.js": ("static-backend.js", "text/javascript; charset=utf-8")}
 RUN_FILES = ("review.csv", "label_issues.csv", "label_scores.csv", "summary.json", "config.json", "label_issues.png")
 _NUMBERED = re.compile(r"^/(thumb|image)/(\d{1,12})(\.png)?$")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",

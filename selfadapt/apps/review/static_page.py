@@ -1,10 +1,10 @@
 """``selfadapt review RUN_DIR --static OUT.html``: the review page as one self-contained file.
 
-The same page (``page/index.html``, ``review.css``, ``review.js``) with its style, script and data
-inlined: every suspect with its thumbnail as a ``data:`` URI. Nothing is fetched, so it opens from
-a mail attachment or a shared drive. Decisions are kept in the browser's ``localStorage`` and its
-"download review.csv" link saves them in the format ``selfadapt review`` writes, for
-``selfadapt apply-review RUN_DIR --review review.csv``.
+The same page (``page/index.html``, ``review.css``, ``review.js``, ``static-backend.js``) with its
+style, scripts and data inlined: every suspect with its thumbnail as a ``data:`` URI. Nothing is
+fetched, so it opens from a mail attachment or a shared drive. Decisions are kept in the browser's
+``localStorage`` and its "download review.csv" link saves them in the format ``selfadapt review``
+writes, for ``selfadapt apply-review RUN_DIR --review review.csv``.
 
 >>> write_static_page(ReviewApp(load_run("runs/digits")), "review.html")  # doctest: +SKIP
 (412345, 239)
@@ -21,7 +21,7 @@ from selfadapt.apps.review.suspects import load_run  # noqa: F401  (for the exam
 from selfadapt.rundir import atomic_write_bytes
 
 _STYLE_TAG = '<link rel="stylesheet" href="review.css">'
-_SCRIPT_TAG = '<script src="review.js"></script>'
+_SCRIPT_TAG = '<script src="static-backend.js"></script>\n<script src="review.js"></script>'
 
 
 def write_static_page(app: ReviewApp, out: str | Path, *, limit: int | None = None) -> tuple[int, int]:
@@ -44,6 +44,7 @@ def write_static_page(app: ReviewApp, out: str | Path, *, limit: int | None = No
     data = json.dumps({"meta": meta, "items": items}, separators=(",", ":")).replace("<", "\\u003c")
     html = html.replace(_STYLE_TAG, f"<style>\n{page_file('review.css').decode()}</style>")
     html = html.replace(_SCRIPT_TAG, f'<script id="review-data" type="application/json">{data}</script>\n'
+                                     f"<script>\n{page_file('static-backend.js').decode()}</script>\n"
                                      f"<script>\n{page_file('review.js').decode()}</script>")
     body = html.encode()
     atomic_write_bytes(Path(out), body)
