@@ -34,6 +34,8 @@ class ReviewApp:
         self.suggested_all = run.targets.argmax(axis=1)
         self.store = DecisionStore(run.path / "review.csv", run.classes, self.sample)
         self.thumbnails = Thumbnails(run.data.images) if run.is_image else None
+        pairs = Counter(zip(run.suspects.given.tolist(), run.suspects.suggested.tolist()))
+        self.pairs = [[g, t, n] for (g, t), n in pairs.most_common()]  # the filter's choices, most frequent first
 
     def sample(self, key: int) -> Sample | None:
         """The store's view of training sample ``key`` (its source index); ``None`` if unknown."""
@@ -46,12 +48,11 @@ class ReviewApp:
     def meta(self) -> dict:
         """Everything the page needs once: classes, filter choices, counts, where the reviewer was."""
         s, run = self.run.suspects, self.run
-        pairs = Counter(zip(s.given.tolist(), s.suggested.tolist()))
         return {"run": run.path.name, "dataset": run.config.data.dataset, "source": run.source,
                 "classes": run.classes, "kind": "image" if run.is_image else "features",
                 "files": run.data.dataset.train.files is not None, "originals": run.image_path(0) is not None,
                 "text_fields": sorted(run.texts), "suspects": len(s), "page_size": PAGE_SIZE,
-                "pairs": [[g, t, n] for (g, t), n in pairs.most_common()],
+                "pairs": self.pairs,
                 "counts": self.counts(), "state": self.store.read_state()}
 
     def counts(self, rows: dict | None = None) -> dict:
