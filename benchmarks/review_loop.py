@@ -4,9 +4,10 @@ Fashion-MNIST (a class-balanced subset) with injected label noise:
 
 1. ``selfadapt find-label-issues`` (SAT, the CPU defaults);
 2. ``selfadapt review``'s page in headless Chromium (Debian's, driven by Playwright): the key ``a``
-   (accept the suggestion) pressed on the top ``--review`` suspects, and, in a copy of the run, on
-   every flagged one; the scripted key rate and the save latencies are printed; a screenshot goes
-   to ``--screenshot``;
+   (accept the suggestion) pressed on the top ``--review`` suspects, and, in copies of the run, on
+   every flagged one, and by an "oracle" reviewer who knows the truth (``a``, ``k`` or the true
+   class's digit) on every flagged one; the scripted key rate and the save latencies are recorded;
+   a screenshot goes to ``--screenshot``;
 3. ``selfadapt apply-review``: precision of the accepted fixes against the known truth;
 4. ``selfadapt train --method ce`` on the noisy labels and on each fixed set (``--labels-from``),
    the same seeds: test accuracy before and after.
@@ -45,8 +46,10 @@ def find(args, run: Path) -> None:
         assert selfadapt(["find-label-issues", *data_flags(args), *train_flags(args), "--out", str(run)]) == 0
 
 
-def review_in_browser(run: Path, presses: int | None, screenshot: Path | None) -> dict:
-    """Press ``a`` on the first ``presses`` suspects (all when None); returns timings."""
+def review_in_browser(run: Path, presses: int | None, screenshot: Path | None, oracle: bool = False) -> dict:
+    """Press ``a`` on the first ``presses`` suspects (all when None); an ``oracle`` reviewer knows
+    the truth and presses ``a`` (suggestion right), ``k`` (given label right) or the true class's
+    digit. Returns timings."""
     from playwright.sync_api import sync_playwright
 
     from selfadapt.apps.review.app import ReviewApp
@@ -58,6 +61,7 @@ def review_in_browser(run: Path, presses: int | None, screenshot: Path | None) -
     startup = time.perf_counter() - started
     server.start_background()
     presses = presses or len(server.app.run.suspects)
+    keys = oracle_keys(server.app.run) if oracle else ["a"] * presses
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_context(bypass_csp=True, viewport={"width": 1200, "height": 900}).new_page()
@@ -66,7 +70,7 @@ def review_in_browser(run: Path, presses: int | None, screenshot: Path | None) -
         opened = page.evaluate("window.reviewStats.firstRenderMs")
         began = time.perf_counter()
         for k in range(presses):
-            page.keyboard.press("a")
+            page.keyboard.press(keys[k])
             if screenshot is not None and k == 5:
                 page.wait_for_function("window.reviewStats.saveMs.length >= 6")
                 page.wait_for_timeout(300)
@@ -81,6 +85,16 @@ def review_in_browser(run: Path, presses: int | None, screenshot: Path | None) -
             "seconds": round(seconds, 2), "decisions_per_s": round(presses / seconds, 1),
             "save_ms_median": round(statistics.median(saves), 1),
             "save_ms_p95": round(sorted(saves)[int(0.95 * (len(saves) - 1))], 1)}
+
+
+def oracle_keys(run) -> list[str]:
+    """The key a reviewer who knows the true label presses on each suspect, in rank order."""
+    s, truth = run.suspects, run.truth
+    keys = []
+    for row, given, suggested in zip(s.rows, s.given, s.suggested):
+        true = truth[row]
+        keys.append("a" if true == suggested else "k" if true == given else str(true))
+    return keys
 
 
 def retrain(args, out: Path, labels_from: Path | None, seed: int) -> float:
@@ -108,12 +122,17 @@ def main() -> int:
     results = {"settings": vars(args) | {"out": str(args.out), "screenshot": str(args.screenshot)},
                "finder": {k: finder.get(k) for k in ("final_test_accuracy", "label_issues", "label_ranking",
                                                        "label_issues_flagged")}}
-    reviews = {f"top{args.review}": (run, args.review, args.screenshot), "all_flagged": (args.out / "find-all", None, None)}
-    for name, (folder, presses, shot) in reviews.items():
+    reviews = {f"top{args.review}": (run, args.review, args.screenshot, False),
+               "all_flagged": (args.out / "find-all", None, None, False),
+               "oracle_all_flagged": (args.out / "find-oracle", None, None, True)}
+    for name, (folder, presses, shot, oracle) in reviews.items():
+        timing = folder / "review_timing.json"
         if not (folder / "review.csv").is_file():
             if folder != run:
                 shutil.copytree(run, folder, ignore=shutil.ignore_patterns("checkpoint.pt", "review*"))
-            results[f"review_{name}"] = review_in_browser(folder, presses, shot)
+            timing.write_text(json.dumps(review_in_browser(folder, presses, shot, oracle)))
+        if timing.is_file():
+            results[f"review_{name}"] = json.loads(timing.read_text())
         assert selfadapt(["apply-review", str(folder), "--out", str(args.out / f"fixed-{name}")]) == 0
         results[f"apply_{name}"] = json.loads((args.out / f"fixed-{name}" / "apply_summary.json").read_text())
     for name, labels in [("noisy", None), *[(n, f[0] / "review.csv") for n, f in reviews.items()]]:
