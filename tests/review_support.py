@@ -9,10 +9,11 @@ import json
 import numpy as np
 from PIL import Image
 
-from selfadapt.data.datasets import load_dataset
+from selfadapt.apps.noisy_labels.listing import write_label_issues_csv
+from selfadapt.config.run import RunConfig
+from selfadapt.data.registry import load_dataset
 from selfadapt.experiment import prepare_data
-from selfadapt.label_issues import suspected_label_errors, write_label_issues_csv
-from selfadapt.settings import RunConfig
+from selfadapt.label_errors import suspected_label_errors
 
 
 def make_run(folder, settings: dict, *, truth=None, finder: bool = True, seed: int = 0):

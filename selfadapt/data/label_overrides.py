@@ -14,7 +14,7 @@ position in the full training split: the ``index`` column of ``label_scores.csv`
 class names. A sample the data set does not have, an unknown class or a sample named twice is one
 error naming the line.
 
->>> from selfadapt.data.datasets import load_dataset
+>>> from selfadapt.data.registry import load_dataset
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "review.csv")
 >>> _ = open(path, "w").write("index,decision,label\\n3,relabel,7\\n5,skip,\\n")
@@ -63,7 +63,7 @@ class LabelOverrides:
 
 def read_label_overrides(path: str | Path, dataset) -> LabelOverrides:
     """The corrected labels in ``path`` checked against ``dataset`` (a
-    :class:`~selfadapt.data.datasets.Dataset` whose ``train`` is the full training split)."""
+    :class:`~selfadapt.data.types.Dataset` whose ``train`` is the full training split)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise SelfAdaptError(f"--labels-from {file}: no such file (a review.csv, changes.csv or path,label CSV)")

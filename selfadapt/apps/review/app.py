@@ -11,6 +11,7 @@ server (:mod:`.server`) and the self-contained page (:mod:`.static_page`) both b
 from __future__ import annotations
 
 from collections import Counter
+from importlib import resources
 
 import numpy as np
 
@@ -128,6 +129,11 @@ class ReviewApp:
         item["decision"] = row
         item["version"] = row["version"] if row else 0
         return item
+
+
+def page_file(name: str) -> bytes:
+    """One of the page's own files, shipped in the package (``selfadapt/apps/review/page/``)."""
+    return resources.files("selfadapt.apps.review").joinpath("page", name).read_bytes()
 
 
 def _is_int(value) -> bool:

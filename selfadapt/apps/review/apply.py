@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfadapt.apps.command import Command
 from selfadapt.errors import SelfAdaptError
 
 
@@ -45,6 +46,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     apply_review(args.run_dir, args.out, review=args.review)
     return 0
+
+
+COMMANDS = [Command("apply-review", "write the labels corrected in a review (review.csv) for retraining",
+                    add_arguments, run, "Write the labels corrected in RUN_DIR/review.csv in the input's own form "
+                    "(a path,label CSV for csv: and imagefolder: data, an npz for features:, a list of changes for "
+                    "built-in data sets) and a record of every change; retrain with selfadapt train --labels-from.")]
 
 
 def apply_review(run_dir: str | Path, out: str | Path, *, review: str | Path | None = None) -> dict:
@@ -69,7 +76,7 @@ def apply_review(run_dir: str | Path, out: str | Path, *, review: str | Path | N
     summary = _summary(run, decisions, labels, review, files)
     files["apply_summary.json"] = (json.dumps(summary, indent=2) + "\n").encode()
     out.mkdir(parents=True, exist_ok=True)
-    from selfadapt.rundir import atomic_write_bytes
+    from selfadapt.engine.rundir import atomic_write_bytes
 
     for name, body in files.items():
         atomic_write_bytes(out / name, body)
@@ -137,7 +144,7 @@ def _corrected_csv(file: Path, run, labels: np.ndarray, out: Path) -> bytes:
 
 def _imagefolder_csv(run, by_source: dict, out: Path) -> bytes:
     """``path,label`` for every training image of the folder (the run's rows corrected)."""
-    from selfadapt.data.datasets import load_dataset
+    from selfadapt.data.registry import load_dataset
     from selfadapt.data.label_overrides import data_root
 
     config = run.config.data

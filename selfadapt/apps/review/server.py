@@ -19,7 +19,6 @@ It binds 127.0.0.1 only and answers a fixed set of routes; every other path (``.
 Requests whose ``Host`` is not this address (DNS rebinding) and posts from another origin or not
 JSON (cross-site forms) are refused with 403.
 
->>> from selfadapt.apps.review.app import ReviewApp, load_run
 >>> server = ReviewServer(ReviewApp(load_run("runs/digits")), port=0)  # doctest: +SKIP
 >>> server.url  # doctest: +SKIP
 'http://127.0.0.1:40123/'
@@ -33,14 +32,14 @@ import sys
 import threading
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from selfadapt.apps.command import Command
+from selfadapt.apps.review.app import ReviewApp, load_run, page_file
+from selfadapt.apps.review.static_page import write_static_page
+from selfadapt.apps.review.store import Conflict
 from selfadapt.errors import SelfAdaptError
 
-if TYPE_CHECKING:
-    from selfadapt.apps.review.app import ReviewApp
 
 HOST = "127.0.0.1"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -51,11 +50,6 @@ RUN_FILES = ("review.csv", "label_issues.csv", "label_scores.csv", "summary.json
 _NUMBERED = re.compile(r"^/(thumb|image)/(\d{1,12})(\.png)?$")
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                      "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
-
-
-def page_file(name: str) -> bytes:
-    """One of the page's own files, shipped in the package (``selfadapt/apps/review/page/``)."""
-    return resources.files("selfadapt.apps.review").joinpath("page", name).read_bytes()
 
 
 class ReviewServer(ThreadingHTTPServer):
@@ -118,8 +112,6 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self._not_found()
 
     def do_POST(self):
-        from selfadapt.apps.review.store import Conflict
-
         path, _ = self._route()
         if path is None:
             return
@@ -208,17 +200,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """``selfadapt review``: serve the page until Ctrl-C, or write the static page."""
-    from selfadapt.apps.review.app import ReviewApp
-    from selfadapt.apps.review.suspects import load_run
-
     if not 0 <= args.port <= 65535:
         raise SelfAdaptError(f"--port must lie in 0..65535, got {args.port}")
     if args.limit is not None and (args.limit < 1 or args.static is None):
         raise SelfAdaptError("--limit N (N >= 1) goes with --static")
     review = load_run(args.run_dir)
     if args.static is not None:
-        from selfadapt.apps.review.static_page import write_static_page
-
         size, count = write_static_page(ReviewApp(review), args.static, limit=args.limit)
         print(f"{count} of {len(review.suspects)} suspects -> {args.static} ({size / 1e6:.1f} MB); open it in any "
               "browser, its 'download review.csv' button saves the decisions")
@@ -235,3 +222,10 @@ def run(args) -> int:
     finally:
         server.server_close()
     return 0
+
+
+DESCRIPTION = ("Serve a page on 127.0.0.1 that shows the suspected label errors of a find-label-issues or train run, "
+               "most suspicious first, to accept, keep, relabel or skip with one key each; every decision is saved "
+               "at once to RUN_DIR/review.csv. --static writes the page as one self-contained HTML file instead.")
+COMMANDS = [Command("review", "review suspected label errors in a browser (127.0.0.1)", add_arguments, run,
+                    DESCRIPTION)]

@@ -15,10 +15,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from selfadapt.apps.review.app import ReviewApp
-from selfadapt.apps.review.server import page_file
+from selfadapt.apps.review.app import ReviewApp, page_file
 from selfadapt.apps.review.suspects import load_run  # noqa: F401  (for the example)
-from selfadapt.rundir import atomic_write_bytes
+from selfadapt.engine.rundir import atomic_write_bytes
 
 _STYLE_TAG = '<link rel="stylesheet" href="review.css">'
 _SCRIPT_TAG = '<script src="static-backend.js"></script>\n<script src="review.js"></script>'

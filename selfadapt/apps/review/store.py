@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.rundir import atomic_write_bytes
+from selfadapt.engine.rundir import atomic_write_bytes
 
 try:
     import fcntl

@@ -22,7 +22,7 @@ import numpy as np
 from selfadapt.data.label_overrides import data_root
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import PreparedData, prepare_data
-from selfadapt.settings import RunConfig
+from selfadapt.config.run import RunConfig
 
 TOP_CLASSES = 4  # likely classes shown per sample
 
