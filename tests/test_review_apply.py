@@ -128,7 +128,10 @@ def test_features_get_their_npz_back_with_y_corrected(tmp_path):
         assert np.array_equal(after["y"], truth)  # the synthetic targets point at the truth
         changed = before["y"] != after["y"]
     changes = rows_of(tmp_path / "fixed" / "changes.csv")
-    assert len(changes) == changed.sum() and changes[0]["file"].startswith("d")
+    assert len(changes) == changed.sum() and changes[0]["file"].startswith("d")  # named by id
+    fixed = prepare_data(RunConfig.from_flat({"dataset": name, "model": "mlp", "augment": "none",
+                                              "labels_from": str(tmp_path / "fixed" / "changes.csv")}), verbose=False)
+    assert np.array_equal(fixed.labels.numpy(), truth)
 
 
 def test_label_files_naming_unknown_samples_or_classes_are_one_line_errors(tmp_path, capsys):

@@ -2,6 +2,11 @@
 every posted decision validated, paging and filters against a plain reference."""
 import http.client
 import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
 
 import numpy as np
 import pytest
@@ -167,3 +172,22 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, capsys):
     assert main(["review", str(tmp_path), "--limit", "5"]) == 2
     assert main(["apply-review", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_command_serves_on_a_free_port_and_stops_on_ctrl_c(digits_server, tmp_path):
+    run = str(digits_server.app.run.path)
+    process = subprocess.Popen([sys.executable, "-m", "selfadapt", "review", run, "--no-browser"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        assert url != digits_server.url and "suspected label errors" in line
+        with urllib.request.urlopen(url + "api/meta", timeout=10) as response:
+            assert json.loads(response.read())["suspects"] == len(digits_server.app.run.suspects)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "every decision is saved" in err
+    assert main(["review", run, "--static", str(tmp_path / "page.html"), "--limit", "5"]) == 0
+    assert (tmp_path / "page.html").read_text().count("data:image/png;base64,") == 5
