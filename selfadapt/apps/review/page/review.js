@@ -95,7 +95,7 @@
     const add = (label, decision) => {
       const b = el("button", "", label);
       b.type = "button";
-      b.addEventListener("click", () => { setCursor(pos); act(decision); });
+      b.addEventListener("click", () => { b.blur(); setCursor(pos); act(decision); });  // Enter must not click it again
       box.appendChild(b);
     };
     add("accept (a)", "accept");
