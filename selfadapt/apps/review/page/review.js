@@ -288,6 +288,7 @@
   }
 
   function pick(c) {
+    $("picker-filter").blur();  // the next key goes to the page at once, not to the closed picker's input
     $("picker").close();
     relabel(Number(c));
   }
@@ -314,7 +315,7 @@
 
   function onKey(e) {
     if ($("picker").open) return;
-    if (e.target.closest && e.target.closest("select, input")) return;
+    if (e.target.closest && e.target.closest("select")) return;  // the picker's input is handled above
     if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const keys = {
