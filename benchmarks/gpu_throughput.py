@@ -227,7 +227,7 @@ def time_steps_sat_over_ce(args, parts, device) -> dict:
     amp = device.type == "cuda" and parts.config.engine.amp
     batches = list(itertools.islice(iter(parts.train_loader), args.step_batches))
     ce = CrossEntropy()
-    sat = SelfAdaptiveTraining(parts.data.labels, parts.data.dataset.num_classes, start_epoch=0).to(device)
+    sat = SelfAdaptiveTraining(parts.data.labels, parts.data.dataset.num_classes, momentum=0.9, start_epoch=0).to(device)
     ce_times, sat_times = alternate_ce_and_sat(model, ce, sat, batches, device, amp, args.step_repeats, warmup=2)
     ce_step, sat_step = (statistics.median(t) / len(batches) for t in (ce_times, sat_times))
     return {"ce_step_ms": 1e3 * ce_step, "sat_step_ms": 1e3 * sat_step, "sat_over_ce": sat_step / ce_step,

@@ -88,7 +88,7 @@ def test_the_decision_survives_a_checkpoint():
 def test_auto_needs_the_run_length_and_indices_must_fit_the_table():
     with pytest.raises(ValueError, match="need epochs"):
         SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch="auto")
-    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch=0)
+    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, momentum=0.9, start_epoch=0)
     with pytest.raises(SelfAdaptError, match="index 10 is outside the target table of 10 samples"):
         sat(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.tensor([3, 10]), 0)
 

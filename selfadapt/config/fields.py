@@ -90,6 +90,8 @@ def coerce(value: Any, f: dataclasses.Field, prefix: str = "", *, text: bool = F
     annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     converted = _convert(value, annotation, text)
     if converted is _INVALID:
+        if "float" in annotation and str(value).strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise SelfAdaptError(f"{prefix}{f.name} must be a finite number, got {value!r}")
         raise SelfAdaptError(f"{prefix}{f.name} must be {annotation}, got {value!r}")
     meta = f.metadata
     check, choices = meta.get("check"), meta.get("choices")
@@ -156,17 +158,17 @@ def _convert_one(value: Any, part: str, parse: bool) -> Any:
             except ValueError:
                 return _INVALID
         return _INVALID
-    if part == "float":
+    if part == "float":   # a finite number: no setting means infinity or NaN
         if isinstance(value, bool):
             return _INVALID
         if isinstance(value, (int, float)):
-            return float(value)
+            return float(value) if math.isfinite(value) else _INVALID
         if text:
             try:
                 number = float(value)
             except ValueError:
                 return _INVALID
-            return number if not math.isnan(number) else _INVALID
+            return number if math.isfinite(number) else _INVALID
         return _INVALID
     if part == "str":
         return value if isinstance(value, str) else _INVALID
@@ -185,8 +187,23 @@ def _convert_one(value: Any, part: str, parse: bool) -> Any:
     raise TypeError(f"unsupported setting type {part!r}")
 
 
+# Names users bring from other tools, and ours.
+ALIASES = {"learning_rate": "lr", "weight-decay": "weight_decay", "wd": "weight_decay", "num_epochs": "epochs",
+           "max_epochs": "epochs", "bs": "batch_size", "arch": "model", "network": "model", "loss": "method",
+           "noise_type": "noise", "noise_ratio": "noise_rate", "optim": "optimizer", "scheduler": "schedule"}
+
+
 def did_you_mean(key: str, names) -> str:
-    close = difflib.get_close_matches(key, list(names), n=1)
+    """`` (did you mean 'lr'?)`` for the closest of ``names`` (a known alias first), else ``""``.
+
+    >>> did_you_mean("learning_rate", ["lr", "epochs"]), did_you_mean("epoch", ["lr", "epochs"])
+    (" (did you mean 'lr'?)", " (did you mean 'epochs'?)")
+    """
+    names = list(names)
+    alias = ALIASES.get(key.lstrip("-").replace("-", "_"))
+    if alias is not None and alias in names:
+        return f" (did you mean {alias!r}?)"
+    close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -84,10 +84,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         Image files: leave out images that cannot be read (listed on stderr) instead of raising.
     """
     fmt, path = find_format(name)
-    options = LoadOptions(download=download, skip_unreadable=skip_unreadable)
+    options = LoadOptions(download=download, skip_unreadable=skip_unreadable, data_dir_given=data_dir is not None)
     if path is not None:
         return fmt.load(path, options)
-    return fmt.load(_root(data_dir), options)
+    root = _root(data_dir)
+    if data_dir is not None and not root.is_dir() and not (fmt.downloads and download):
+        raise SelfAdaptError(f"--data-dir {data_dir} {'is not a folder' if root.exists() else 'does not exist'}")
+    return fmt.load(root, options)
 
 
 def load_unlabeled_split(name: str, data_dir: str | Path | None = None) -> torch.Tensor:

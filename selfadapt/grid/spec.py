@@ -34,8 +34,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfadapt.config.fields import load_toml
-from selfadapt.config.run import RunConfig, declared_settings, option_owner
+from selfadapt.config.fields import did_you_mean, load_toml
+from selfadapt.config.run import RunConfig, all_names, declared_settings, option_owner
 from selfadapt.data.corruption import CORRUPTIONS
 from selfadapt.data.human_labels import HUMAN_FILES, HUMAN_VARIANTS
 from selfadapt.errors import SelfAdaptError
@@ -107,8 +107,9 @@ class Grid:
         return list(dict.fromkeys(run.row for run in self.runs))
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     """Read, check and expand a grid file; any problem is a one-line :class:`SelfAdaptError`.
+    ``overrides`` replace entries of its ``[settings]`` (``selfadapt bench --logger``).
 
     The device is not checked here (a grid written for CUDA can be aggregated anywhere);
     :func:`run_grid` checks it before training.
@@ -124,7 +125,7 @@ def load_grid(path: str | Path) -> Grid:
     for method in methods:
         get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
-    settings = _settings_table(spec.get("settings", {}), f"{where}, [settings]")
+    settings = _settings_table({**spec.get("settings", {}), **(overrides or {})}, f"{where}, [settings]")
     method_settings = spec.get("method_settings", {})
     if not isinstance(method_settings, dict):
         raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
@@ -238,7 +239,8 @@ def _settings_table(values, where: str) -> dict:
         if key in GRID_FIELDS:
             raise SelfAdaptError(f"{where}: {key} is set by the grid itself (methods, [[noise]], seeds)")
         if key not in plain and not option_owner(key):
-            raise SelfAdaptError(f"{where}: unknown setting {key!r}; `selfadapt train --help` lists them")
+            raise SelfAdaptError(f"{where}: unknown setting {key!r}{did_you_mean(key, all_names())}; "
+                                 "`selfadapt train --help` lists them")
     return values
 
 

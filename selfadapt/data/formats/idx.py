@@ -69,7 +69,9 @@ def _load_mnist(root: Path, options: LoadOptions) -> Dataset:
 
 
 def _load_fashion_mnist(root: Path, options: LoadOptions) -> Dataset:
-    candidates = [root / "fashion-mnist", root / "FashionMNIST" / "raw", root, DEBIAN_FASHION_MNIST]
+    candidates = [root / "fashion-mnist", root / "FashionMNIST" / "raw", root]
+    if not options.data_dir_given:   # the system's copy only when no folder was named
+        candidates.append(DEBIAN_FASHION_MNIST)
     return _load_idx_dataset("fashion-mnist", FASHION_CLASSES, candidates, root)
 
 
