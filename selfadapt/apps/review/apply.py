@@ -6,7 +6,8 @@ Writes, in ``DIR``:
   and ``true`` where the truth is known); ``selfadapt train --labels-from DIR/changes.csv`` retrains
   on it (for built-in data sets this list *is* the corrected form);
 - ``labels.csv`` for ``csv:`` data (the input's rows and columns, ``label`` corrected, ``path``
-  relative to ``DIR``) and ``imagefolder:`` data (``path,label`` for every training image): use it
+  absolute, or relative to ``DIR`` for images inside it) and ``imagefolder:`` data (``path,label``
+  for every training image): use it
   as ``--dataset csv:DIR/labels.csv``, or as ``--labels-from``;
 - ``<name>.npz`` for ``features:`` data: the input's arrays with ``y`` corrected;
 - ``apply_summary.json``: the counts and, where the truth is known (injected noise, CIFAR-N), the
@@ -25,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -172,11 +172,9 @@ def _corrected_npz(file: Path, by_source: dict) -> bytes:
 
 
 def _relative(path: Path, out: Path) -> str:
-    """``path`` as seen from ``out`` (absolute where no relative path exists, e.g. another drive)."""
-    try:
-        return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
+    """``path`` relative to ``out`` where it lies inside it, else absolute (``csv:`` refuses ``..``)."""
+    path, out = path.resolve(), out.resolve()
+    return (path.relative_to(out) if path.is_relative_to(out) else path).as_posix()
 
 
 def _summary(run, decisions: dict, labels: np.ndarray, review: Path, files: dict) -> dict:
