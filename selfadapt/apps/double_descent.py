@@ -103,7 +103,8 @@ def error_points(rows: list[dict], axis: str, metric: str) -> list[tuple[float, 
 
 
 def epoch_error_points(runs: list[list[dict]], metric: str) -> list[tuple[int, float, float | None]]:
-    """``(1-based epoch, mean error, std)`` per epoch over the runs' metrics (std from two runs on)."""
+    """``(epochs trained, mean error, std)`` per epoch over the runs' metrics (std from two runs on): after
+    0-based epoch ``e``, ``e + 1`` epochs are trained (the log axis of the epoch-wise figure)."""
     points = []
     for epoch in range(max((len(m) for m in runs), default=0)):
         values = [1.0 - m[epoch][metric] for m in runs if epoch < len(m) and m[epoch].get(metric) is not None]
@@ -164,14 +165,14 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
                 by_axes.setdefault(others, {}).setdefault(run.method, []).append(logged[run.name])
         for axes, by_method in by_axes.items():
             suffix = "".join(f"-{k}={text(v)}" for k, v in axes)
-            marks = {f"{method}: targets from epoch {start + 1}": start + 1 for method, start in _starts(
+            marks = {f"{method}: targets from 0-based epoch {start}": start + 1 for method, start in _starts(
                 [r for r in grid.runs if r.name in logged and (r.noise, r.level) == (kind, level)
                  and tuple((k, v) for k, v in r.axes if k in grid.axes) == axes], finished).items()}
             title = f"{grid.name}: {row_label(cell_name(kind, level), axes)}, epoch-wise"
             written.append(plot_panels(
                 [("test error (mean ± std over seeds)", {m: epoch_error_points(r, TEST) for m, r in by_method.items()}),
                  (train_title, {m: epoch_error_points(r, train) for m, r in by_method.items()})],
-                folder / f"error-vs-epoch-{cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title,
+                folder / f"error-vs-epoch-{cell_name(kind, level)}{suffix}.png", xlabel="epochs trained", title=title,
                 marks=marks))
     if tables:
         (out / "double-descent.md").write_text("\n".join(tables) + "\n")

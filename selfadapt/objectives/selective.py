@@ -324,11 +324,13 @@ class SelectiveNetOptions:
 
 
 def _sat_pretraining_ends(options, config):
-    return start_epoch_before_end(options.sat_pretrain_epochs, config.engine.epochs, "selective SAT")
+    return start_epoch_before_end(options.sat_pretrain_epochs, config.engine.epochs, "selective SAT",
+                                  "--sat-pretrain-epochs")
 
 
 def _gamblers_pretraining_ends(options, config):
-    return start_epoch_before_end(options.gamblers_pretrain_epochs, config.engine.epochs, "the Deep Gamblers loss")
+    return start_epoch_before_end(options.gamblers_pretrain_epochs, config.engine.epochs, "the Deep Gamblers loss",
+                                  "--gamblers-pretrain-epochs")
 
 
 def _build_sat(ctx, o, entropy_weight=0.0, primary_score="abstain"):
