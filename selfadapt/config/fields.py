@@ -4,12 +4,7 @@ The bottom layer of the configuration: methods, evaluators and the run's section
 settings with :func:`setting`, and :func:`parse_options` / :func:`coerce` turn values from the
 command line, TOML or JSON into checked, typed values. Nothing here knows any registry.
 
->>> from dataclasses import dataclass
->>> @dataclass
-... class Options:
-...     gce_q: float = setting(0.7, "GCE exponent q", check=lambda q: 0 < q <= 1, must="lie in (0, 1]")
->>> parse_options(Options, {"gce_q": 0.5}, "gce").gce_q
-0.5
+Example: see :func:`setting`.
 """
 from __future__ import annotations
 
@@ -136,55 +131,66 @@ def _union_parts(annotation: str) -> list[str]:
 
 
 def _convert_one(value: Any, part: str, parse: bool) -> Any:
+    """``value`` as the single type ``part`` (``int``, ``list[float]``, ``Literal['auto']`` ...), or
+    ``_INVALID``; with ``parse`` a string is read as a user types it."""
     text = parse and isinstance(value, str)
-    if part == "None":
-        return None if value is None or (text and value.lower() == "none") else _INVALID
-    if part == "bool":
-        if isinstance(value, bool):
-            return value
-        if text and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        return _INVALID
-    if part == "int":
-        if isinstance(value, bool):
-            return _INVALID
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if text:
-            try:
-                return int(value)
-            except ValueError:
-                return _INVALID
-        return _INVALID
-    if part == "float":   # a finite number: no setting means infinity or NaN
-        if isinstance(value, bool):
-            return _INVALID
-        if isinstance(value, (int, float)):
-            return float(value) if math.isfinite(value) else _INVALID
-        if text:
-            try:
-                number = float(value)
-            except ValueError:
-                return _INVALID
-            return number if math.isfinite(number) else _INVALID
-        return _INVALID
-    if part == "str":
-        return value if isinstance(value, str) else _INVALID
-    if part == "dict":
-        return dict(value) if isinstance(value, dict) else _INVALID
-    if part.startswith("list[") or part.startswith("tuple["):
-        inner = part[part.index("[") + 1:-1].split(",")[0].strip()
-        items = [v.strip() for v in value.split(",") if v.strip()] if text else value
-        if not isinstance(items, (list, tuple)):
-            return _INVALID
-        converted = [_convert(v, inner, parse) for v in items]
-        return _INVALID if any(c is _INVALID for c in converted) else converted
+    if part.startswith(("list[", "tuple[")):
+        return _as_list(value, part, parse, text)
     if part.startswith("Literal["):
-        allowed = ast.literal_eval(f"[{part[len('Literal['):-1]}]")
-        return value if value in allowed else _INVALID
-    raise TypeError(f"unsupported setting type {part!r}")
+        return value if value in ast.literal_eval(f"[{part[len('Literal['):-1]}]") else _INVALID
+    if part not in _SCALARS:
+        raise TypeError(f"unsupported setting type {part!r}")
+    return _SCALARS[part](value, text)
+
+
+def _as_none(value, text):
+    return None if value is None or (text and value.lower() == "none") else _INVALID
+
+
+def _as_bool(value, text):
+    if isinstance(value, bool):
+        return value
+    if text and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    return _INVALID
+
+
+def _as_int(value, text):
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return int(value) if text else _INVALID
+    except ValueError:
+        return _INVALID
+
+
+def _as_float(value, text):
+    """A finite number: no setting means infinity or NaN."""
+    if isinstance(value, bool):
+        return _INVALID
+    try:
+        number = float(value) if isinstance(value, (int, float)) or text else _INVALID
+    except ValueError:
+        return _INVALID
+    return number if number is not _INVALID and math.isfinite(number) else _INVALID
+
+
+_SCALARS = {"None": _as_none, "bool": _as_bool, "int": _as_int, "float": _as_float,
+            "str": lambda value, text: value if isinstance(value, str) else _INVALID,
+            "dict": lambda value, text: dict(value) if isinstance(value, dict) else _INVALID}
+
+
+def _as_list(value, part: str, parse: bool, text: bool):
+    inner = part[part.index("[") + 1:-1].split(",")[0].strip()
+    items = [v.strip() for v in value.split(",") if v.strip()] if text else value
+    if not isinstance(items, (list, tuple)):
+        return _INVALID
+    converted = [_convert(v, inner, parse) for v in items]
+    return _INVALID if any(c is _INVALID for c in converted) else converted
 
 
 # Names users bring from other tools, and ours.

@@ -12,7 +12,6 @@ form names its own path.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
@@ -20,17 +19,12 @@ import torch
 from selfadapt.data.files import default_data_dir
 from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
-from selfadapt.plugins import collect
+from selfadapt.plugins import by_name
 
 
-@functools.cache
 def formats() -> dict[str, DataFormat]:
     """Every data format by name (prefix forms by their prefix)."""
-    out: dict[str, DataFormat] = {}
-    for fmt in collect("selfadapt.data.formats", "FORMATS"):
-        if out.setdefault(fmt.name, fmt) is not fmt:
-            raise TypeError(f"data format {fmt.name!r} is declared twice")
-    return out
+    return by_name("selfadapt.data.formats", "FORMATS", "data format")
 
 
 def dataset_names() -> list[str]:

@@ -126,21 +126,8 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
         get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
     settings = _settings_table({**spec.get("settings", {}), **(overrides or {})}, f"{where}, [settings]")
-    method_settings = spec.get("method_settings", {})
-    if not isinstance(method_settings, dict):
-        raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
-    for method, values in method_settings.items():
-        # a known method not in `methods` is allowed (trimming a grid is one edit), and checked all the same
-        table = f"{where}, [method_settings.{method}]"
-        if method not in known_methods():
-            raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(known_methods()))}")
-        _settings_table(values, table)
-    axes = spec.get("axes", {})
-    if not isinstance(axes, dict):
-        raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
-    for key in axes:
-        _unique_list(axes, key, object, f"{where}, [axes]")
-    _settings_table({k: v[0] for k, v in axes.items()}, f"{where}, [axes]")
+    method_settings = _method_settings(spec.get("method_settings", {}), where)
+    axes = _axes(spec.get("axes", {}), where)
     noise = spec.get("noise")
     cells = _noise_cells(noise, settings.get("dataset", "cifar10"), where) if noise is not None else \
         [(settings.get("noise", "none"), _settings_level(settings))]
@@ -149,16 +136,36 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             _expand(method, *cells[0], {k: v[0] for k, v in axes.items()}, seeds[0], settings, values,
                     f"{where}, [method_settings.{method}]", noise is not None)
     runs = {}
-    for seed in seeds:
-        for kind, level in cells:
-            for values in itertools.product(*axes.values()):
-                for method in methods:
-                    run = _expand(method, kind, level, dict(zip(axes, values)), seed, settings,
-                                  method_settings.get(method, {}), where, noise is not None)
-                    runs.setdefault(run.name, run)
+    for seed, (kind, level), values, method in itertools.product(seeds, cells, itertools.product(*axes.values()),
+                                                                 methods):
+        run = _expand(method, kind, level, dict(zip(axes, values)), seed, settings,
+                      method_settings.get(method, {}), where, noise is not None)
+        runs.setdefault(run.name, run)
     runs = tuple(runs.values())
     return Grid(name, path, tuple(methods), tuple(seeds), tuple(cells), axes, settings, method_settings, runs,
                 str(spec.get("description", "")), _paper_numbers(spec.get("paper", {}), runs, where))
+
+
+def _method_settings(tables, where: str) -> dict:
+    """The ``[method_settings.<method>]`` tables, each checked (a known method not in ``methods`` is
+    allowed: trimming a grid is one edit)."""
+    if not isinstance(tables, dict):
+        raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
+    for method, values in tables.items():
+        table = f"{where}, [method_settings.{method}]"
+        if method not in known_methods():
+            raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(known_methods()))}")
+        _settings_table(values, table)
+    return tables
+
+
+def _axes(axes, where: str) -> dict:
+    if not isinstance(axes, dict):
+        raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
+    for key in axes:
+        _unique_list(axes, key, object, f"{where}, [axes]")
+    _settings_table({k: v[0] for k, v in axes.items()}, f"{where}, [axes]")
+    return axes
 
 
 def _paper_numbers(paper, runs, where: str) -> dict:

@@ -109,7 +109,7 @@ def start_epoch_before_end(start_epoch: int, epochs: int, what: str = "SAT",
     """A validation rule shared by the SAT-style methods: their start epoch (the option ``flag``)
     must be inside the run.
 
-    >>> start_epoch_before_end(150, 100, "selective SAT", "--sat-pretrain-epochs")[-52:]
+    >>> start_epoch_before_end(150, 100, "selective SAT", "--sat-pretrain-epochs")[-62:]
     'would never run: lower --sat-pretrain-epochs or raise --epochs'
     """
     if isinstance(start_epoch, int) and start_epoch >= epochs:
