@@ -120,7 +120,7 @@ def cmd_train(args) -> int:
 def cmd_find_label_issues(args) -> int:
     from selfadapt.find_issues import find_label_issues, finder_defaults
 
-    defaults = {} if args.preset else finder_defaults(args.dataset, args.device)
+    defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.model)
     used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
     if used:
         print("find-label-issues defaults: " + " ".join(f"{_flag(k)} {v}" for k, v in used.items()))
@@ -201,7 +201,8 @@ def cmd_evaluators(args) -> int:
 
 FINDER_DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
                       "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
-                      "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none. "
+                      "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none; "
+                      "with --model hf:ID_OR_FOLDER --freeze-backbone --augment none. "
                       "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
 
 
@@ -251,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="attack a fixed subset of N test images (seed 0; robust_subset and autoattack_n_ex)")
     evaluate.add_argument("--eps", type=float, default=None, help="L-inf radius of the attacks (robust_eps)")
     evaluate.set_defaults(func=cmd_eval)
+
+    from selfadapt.apps import embed
+    embedder = commands.add_parser("embed", help="features of a data set's images through a pretrained backbone "
+                                                 "(an .npz for features:)", description=embed.DESCRIPTION)
+    embed.add_arguments(embedder)
+    embedder.set_defaults(func=embed.run)
 
     demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (under a minute)")
     demo.add_argument("--out", default="runs/demo", help="default runs/demo")

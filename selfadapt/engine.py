@@ -26,7 +26,7 @@ from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData, Evaluator, autocast
 from selfadapt.objectives.base import Objective, Progress
-from selfadapt.optim import LARS
+from selfadapt.optim import LARS, parameter_groups
 from selfadapt.profiling import Profiler
 from selfadapt.rundir import CHECKPOINT_FORMAT, RunDir
 from selfadapt.settings import EngineSettings
@@ -142,7 +142,7 @@ class Trainer:
         self.train_loader = train_loader
         self.evaluators, self.eval_data = list(evaluators), eval_data
         self.run = run
-        self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.objective.parameters()))
+        self.optimizer = build_optimizer(config, parameter_groups(self.model, self.objective, config.backbone_lr_scale))
         self.profiler = Profiler(self.device, enabled=config.profile, path=run.path / "profile.json"
                                  if run is not None and distributed.is_main() else None)
         self.profiler.instrument(self.objective)
@@ -218,7 +218,7 @@ class Trainer:
         start = time.perf_counter()
         lr = learning_rate(self.config, epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         self.objective.train()
         sums = torch.zeros(4, device=self.device)  # loss x n, samples, correct, labelled with logits

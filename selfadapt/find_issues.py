@@ -51,8 +51,9 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     where = dict(source_index=train.source_index, classes=classes, files=train.files)
     count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
     write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
-    images = data.images.dtype == torch.uint8  # feature vectors have no picture
-    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png") if images else None
+    pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
+    images = pictures.dtype == torch.uint8  # feature vectors have no picture
+    picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png") if images else None
 
     warnings = trust_warnings(result.objective.loss, summary, data.labels)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
@@ -87,13 +88,16 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
 CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
 
 
-def finder_defaults(dataset: str | None, device: str | None) -> dict:
+def finder_defaults(dataset: str | None, device: str | None, model: str | None = None) -> dict:
     """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
     GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
-    and a linear model without augmentation for feature vectors.
+    a linear model without augmentation for feature vectors, and a pretrained backbone frozen, its
+    features computed once (``--freeze-backbone``, no augmentation).
 
     >>> finder_defaults("features:emb.npz", "cpu")
     {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    >>> finder_defaults("imagefolder:photos", "cpu", "hf:facebook/dinov2-small")["freeze_backbone"]
+    True
     """
     from selfadapt.experiment import resolve_device
     from selfadapt.settings import RunConfig
@@ -102,6 +106,8 @@ def finder_defaults(dataset: str | None, device: str | None) -> dict:
     defaults = {}
     if (dataset or base.data.dataset).lower().startswith("features:"):
         defaults.update(model="linear", augment="none")
+    if (model or "").startswith("hf:"):
+        defaults.update(freeze_backbone=True, augment="none")
     if resolve_device(device or base.engine.device) == "cpu":
         for key, value in CPU_DEFAULTS.items():
             defaults.setdefault(key, value)

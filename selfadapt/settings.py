@@ -146,7 +146,12 @@ class DataSettings:
 class ModelSettings:
     """The network and its initialisation."""
 
-    model: str = setting("resnet34", "network", choices=_models)
+    model: str = setting("resnet34", "network, or hf:ID_OR_FOLDER for a pretrained Hugging Face vision backbone",
+                         check=lambda v: v.startswith("hf:") or v in _models(), choices=_models)
+    freeze_backbone: bool = setting(False, "hf: models: compute each image's features once (cached) and train only "
+                                           "the head on them (find-label-issues: on by default)")
+    head: str = setting("linear", "the head on a frozen backbone's features: linear or mlp (--width hidden units)",
+                        choices=lambda: ["linear", "mlp"])
     width: int | None = setting(None, "base width of a ResNet/CNN or hidden units of the MLP (model's default)",
                                 check=positive, must="be >= 1")
     dropout: float | None = setting(None, "dropout probability (model's default: 0.5 for vgg16-bn, else 0)",
@@ -170,6 +175,8 @@ class EngineSettings:
                           check=positive, must="be >= 1")
     optimizer: str = setting("sgd", "optimiser", choices=lambda: OPTIMIZERS)
     lr: float = setting(0.1, "initial learning rate", check=positive, must="be > 0")
+    backbone_lr_scale: float = setting(0.1, "hf: models trained whole: the pretrained backbone's learning rate is "
+                                            "--lr times this (the head's is --lr)", check=positive, must="be > 0")
     momentum: float = setting(0.9, "SGD momentum", check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
     nesterov: bool = setting(False, "Nesterov momentum (SGD)")
     weight_decay: float = setting(5e-4, "L2 weight decay", check=non_negative, must="be >= 0")
@@ -296,6 +303,8 @@ class RunConfig:
             raise SelfAdaptError(f"{prefix}{e}") from None
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
+        from selfadapt.frozen_backbone import check_backbone_settings
+        check_backbone_settings(self, prefix)
         from selfadapt.evaluators import get_evaluator
         if data.dataset.lower().startswith("features:") and data.augment != "none":
             raise SelfAdaptError(f"{prefix}feature vectors take no image augmentation: add --augment none")

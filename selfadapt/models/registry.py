@@ -102,8 +102,8 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def model_names() -> list[str]:
-    """The names :func:`build_model` accepts, in registry order."""
-    return list(MODELS)
+    """The names :func:`build_model` accepts, in registry order (and ``hf:`` backbones)."""
+    return [*MODELS, "hf:ID_OR_FOLDER"]
 
 
 def model_width(name: str, width: int | None = None) -> int | None:
@@ -113,6 +113,8 @@ def model_width(name: str, width: int | None = None) -> int | None:
     >>> model_width("resnet18"), model_width("mlp", 32), model_width("linear")
     (64, 32, None)
     """
+    if name.startswith("hf:"):  # a pretrained backbone: its width is its own; the frozen MLP head's is --width
+        return width
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     if MODELS[name].width is None:
@@ -134,7 +136,12 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
 
     >>> build_model("vgg16-bn", num_classes=10, width=8).backbone.features[-1].p
     0.5
+
+    ``hf:ID_OR_FOLDER`` is a pretrained Hugging Face backbone (:mod:`selfadapt.models.hf`).
     """
+    if name.startswith("hf:"):
+        from selfadapt.models.hf import build_hf_model
+        return build_hf_model(name, num_classes=num_classes, in_channels=in_channels)
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     spec = MODELS[name]

@@ -145,12 +145,12 @@ def _sat_starts_in_time(options, config) -> str | None:
 EVALUATORS = ("accuracy", "pgd")
 
 register(Method("trades", "TRADES adversarial training (Zhang et al., 2019)", lambda ctx, o: TRADES(
-    CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS))
+    CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS, needs_images=True))
 register(Method("trades-sat", "TRADES with SAT's loss as the natural term (targets from clean predictions)",
                 lambda ctx, o: TRADES(_sat(ctx, o), beta=o.trades_beta, **_attack(o)), TRADESSATOptions,
-                evaluators=EVALUATORS, validate=_sat_starts_in_time))
+                evaluators=EVALUATORS, needs_images=True, validate=_sat_starts_in_time))
 register(Method("pgd-at", "PGD adversarial training (Madry et al., 2018)", lambda ctx, o: PGDAdversarialTraining(
-    CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS))
+    CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS, needs_images=True))
 register(Method("pgd-at-sat", "PGD-AT with SAT's loss on the adversarial examples (targets from clean predictions)",
                 lambda ctx, o: PGDAdversarialTraining(_sat(ctx, o), **_attack(o)), PGDATSATOptions,
-                evaluators=EVALUATORS, validate=_sat_starts_in_time))
+                evaluators=EVALUATORS, needs_images=True, validate=_sat_starts_in_time))

@@ -371,7 +371,7 @@ def _simclr(ctx, o):
                   temperature=o.simclr_temperature)
 
 
-_SSL = dict(views=2, uses_labels=False, evaluators=("knn", "linear-probe"), augment=_views_of)
+_SSL = dict(views=2, uses_labels=False, evaluators=("knn", "linear-probe"), augment=_views_of, needs_images=True)
 register(Method("ssl-sat", "self-supervised SAT: per-image moving-average unit targets (our reconstruction "
                 "of SPEC section 6)", _ssl_sat, SSLSATOptions, **_SSL))
 register(Method("byol", "BYOL: predictor + momentum encoder, 2 - 2 cos (solo-learn's CIFAR recipe)", _byol,

@@ -1,0 +1,1 @@
+"""Applications built on the library, each a ``selfadapt`` command (``add_arguments`` and ``run``)."""
