@@ -56,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise SelfAdaptError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
+    loaded = load_backbone(args.model)  # before the data: a missing model is known in seconds
+    extractor = loaded.extractor()
     data = load_dataset(args.dataset, args.data_dir, skip_unreadable=args.skip_unreadable)
     if data.train.images.dtype != torch.uint8:
         raise SelfAdaptError(f"{args.dataset} holds feature vectors already; embed takes images")
-    loaded = load_backbone(args.model)
-    extractor = loaded.extractor()
     out.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: the first write
     start = time.perf_counter()
     model_key = module_digest(extractor)

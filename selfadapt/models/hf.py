@@ -311,8 +311,6 @@ def how_to_get(source: str) -> str:
 
 def _load(cls, source: str, where: str, local: bool, what: str, **kwargs):
     """``cls.from_pretrained`` from the folder or cache, else from the hub; failures as one line."""
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
     try:
         if local:
             return cls.from_pretrained(where, local_files_only=True, **kwargs)
@@ -320,17 +318,27 @@ def _load(cls, source: str, where: str, local: bool, what: str, **kwargs):
             raise SelfAdaptError(f"hf:{source} is not in the Hugging Face cache and the hub is off (HF_HUB_OFFLINE): "
                                  + how_to_get(source))
         return cls.from_pretrained(where, **kwargs)
-    except GatedRepoError:
-        raise SelfAdaptError(f"hf:{source} is gated on the hub: accept its licence there and log in "
-                             "(`hf auth login`), or download it elsewhere: " + how_to_get(source)) from None
-    except RepositoryNotFoundError:
-        raise SelfAdaptError(f"hf:{source}: no such model on the Hugging Face hub (check the id; a private "
-                             "model needs `hf auth login`)") from None
     except (OSError, ValueError) as e:
-        if local:
-            raise SelfAdaptError(f"hf:{source}: cannot load {what}: {_first_line(e)}") from None
-        raise SelfAdaptError(f"hf:{source} is not in the Hugging Face cache and the hub cannot be reached "
-                             f"({_first_line(e)[:80]}): " + how_to_get(source)) from None
+        raise SelfAdaptError(_load_failure(e, source, local, what)) from None
+
+
+def _load_failure(error: Exception, source: str, local: bool, what: str) -> str:
+    """One line for a failed ``from_pretrained``: the hub's own answer (transformers raises it as
+    the cause of an ``OSError``) where there is one."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    cause = error
+    while cause is not None and not isinstance(cause, (GatedRepoError, RepositoryNotFoundError)):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, GatedRepoError):
+        return (f"hf:{source} is gated on the hub: accept its licence there and log in (`hf auth login`), or "
+                "download it elsewhere: " + how_to_get(source))
+    if isinstance(cause, RepositoryNotFoundError):
+        return f"hf:{source}: no such model on the Hugging Face hub (check the id; a private one needs `hf auth login`)"
+    if local:
+        return f"hf:{source}: cannot load {what}: {_first_line(error)}"
+    return (f"hf:{source} is not in the Hugging Face cache and the hub cannot be reached ({_first_line(error)[:80]}): "
+            + how_to_get(source))
 
 
 def _first_line(error: Exception) -> str:
