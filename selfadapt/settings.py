@@ -92,7 +92,7 @@ def _augmentations() -> list[str]:
 
 def _models() -> list[str]:
     from selfadapt.models import model_names
-    return model_names()
+    return [*model_names(), "hf:ID_OR_FOLDER"]
 
 
 def _methods() -> list[str]:
@@ -147,7 +147,8 @@ class ModelSettings:
     """The network and its initialisation."""
 
     model: str = setting("resnet34", "network, or hf:ID_OR_FOLDER for a pretrained Hugging Face vision backbone",
-                         check=lambda v: v.startswith("hf:") or v in _models(), choices=_models)
+                         check=lambda v: v.startswith("hf:") and v != "hf:ID_OR_FOLDER" or v in _models()[:-1],
+                         choices=_models)
     freeze_backbone: bool = setting(False, "hf: models: compute each image's features once (cached) and train only "
                                            "the head on them (find-label-issues: on by default)")
     head: str = setting("linear", "the head on a frozen backbone's features: linear or mlp (--width hidden units)",

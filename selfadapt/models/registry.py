@@ -102,8 +102,8 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def model_names() -> list[str]:
-    """The names :func:`build_model` accepts, in registry order (and ``hf:`` backbones)."""
-    return [*MODELS, "hf:ID_OR_FOLDER"]
+    """The names :func:`build_model` accepts, in registry order."""
+    return list(MODELS)
 
 
 def model_width(name: str, width: int | None = None) -> int | None:
