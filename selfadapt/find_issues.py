@@ -5,6 +5,12 @@ its given label is flagged, ranked by the target's confidence. No cross-validati
 Every sample also gets a score, ``1 - t[given]`` (``label_scores.csv``), to review the K most
 suspicious ones (``--top K``). With no SAT flag the start epoch and momentum are chosen
 automatically (``selfadapt.auto_start``).
+
+``pred_probs.npy`` holds the targets (rows normalised to sum 1, float32) in the row order of
+``label_scores.csv``, whose ``given_label`` column are the matching labels, so cleanlab can read
+them: ``cleanlab.filter.find_label_issues(labels, pred_probs)`` or ``Datalab.find_issues(pred_probs=...)``.
+They are SAT's in-sample corrected label distributions, not the out-of-sample predicted
+probabilities cleanlab's theory assumes (each sample trained on its own target).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from selfadapt.label_issue_grid import plot_label_issues
 from selfadapt.label_issues import (frequent_pairs, ranking_quality, ranking_scores, suspected_label_errors,
                                     top_suspects, write_label_issues_csv)
 from selfadapt.objectives.sat import too_few_updates
+from selfadapt.report import save_rows
 from selfadapt.rundir import write_json
 from selfadapt.settings import RunConfig
 from selfadapt.targets import label_distribution_store
@@ -50,7 +57,9 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     listed = flagged if top is None else top_suspects(targets, given, top)
     where = dict(source_index=train.source_index, classes=classes, files=train.files)
     count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
-    write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
+    ranked = top_suspects(targets, given, len(given))
+    write_label_issues_csv(out / "label_scores.csv", ranked, **where, scores=scores)
+    save_rows(out / "pred_probs.npy", targets, order=ranked.index, normalise=True)  # cleanlab's input, same rows
     pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
     images = pictures.dtype == torch.uint8  # feature vectors have no picture
     picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png") if images else None
@@ -58,6 +67,7 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     warnings = trust_warnings(result.objective.loss, summary, data.labels)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
                    label_issues_flagged=len(flagged.index), label_scores_file="label_scores.csv",
+                   pred_probs_file="pred_probs.npy",
                    label_issues_warnings=warnings)
     start = getattr(result.objective.loss, "auto", None)
     if start is not None:
@@ -70,6 +80,8 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
           f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
           + (f" (the {count} most suspicious)" if top is not None else ""))
     print(f"every sample's score -> {out / 'label_scores.csv'}" + (f"; tiles -> {picture}" if picture else ""))
+    print(f"SAT's targets as cleanlab's pred_probs -> {out / 'pred_probs.npy'} (rows in label_scores.csv's order; "
+          "in-sample targets, not out-of-sample probabilities)")
     if start is not None:
         print(summary["sat_start_reason"])
     pairs = frequent_pairs(flagged, classes)

@@ -100,6 +100,7 @@ def freeze_backbone(config, data, device: str, *, verbose: bool = True):
     backbone features (``D x 1 x 1`` float "images", as ``features:`` data) and the data set's
     statistics by the features'; the training images stay in ``data.pictures`` for tiles."""
     from selfadapt.data.datasets import ImageSet
+    from selfadapt.data.features import feature_stats
     from selfadapt.embedding import module_digest
     from selfadapt.models.hf import load_backbone
 
@@ -125,23 +126,3 @@ def freeze_backbone(config, data, device: str, *, verbose: bool = True):
                                   data.dataset.train.files)
     data.dataset.mean, data.dataset.std = feature_stats(data.images[:, :, 0, 0])
     return data
-
-
-def feature_stats(x: torch.Tensor, rows: int = 65536) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-column mean and standard deviation of N x D features (float64 sums over blocks of rows,
-    no copy of ``x``); a constant column gets std 1.
-
-    >>> feature_stats(torch.tensor([[1.0, 2.0], [3.0, 2.0]]))
-    ((2.0, 2.0), (1.0, 1.0))
-    """
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(x), rows):
-        block = x[start:start + rows].double()
-        total += block.sum(0)
-        squares += block.square().sum(0)
-    n = max(len(x), 1)
-    mean = total / n
-    std = (squares / n - mean.square()).clamp_min(0).sqrt()
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return tuple(mean.tolist()), tuple(std.tolist())

@@ -1,7 +1,6 @@
 """Scoring and writing suspected label errors (SAT's free by-product)."""
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from typing import NamedTuple
 
@@ -73,7 +72,10 @@ def top_suspects(targets: torch.Tensor, given_labels: torch.Tensor, k: int) -> L
     scores = ranking_scores(targets, given_labels)
     labelled = torch.nonzero(given_labels.to(scores.device) >= 0).squeeze(1)
     order = labelled[torch.argsort(scores[labelled], descending=True, stable=True)][:k]
-    confidence, suggested = targets[order].max(dim=1)
+    if 4 * len(order) < len(targets):  # a few rows: gather them
+        confidence, suggested = targets[order].max(dim=1)
+    else:  # most rows: no gathered copy of the table
+        confidence, suggested = (column[order] for column in targets.max(dim=1))
     return LabelIssues(order, given_labels.to(order.device)[order], suggested, confidence)
 
 
@@ -114,14 +116,33 @@ def write_label_issues_csv(path, issues, *, source_index: torch.Tensor, classes:
     Columns: ``index`` (position in the full training set as the data set orders it), ``file``
     (empty when the data set has no files), ``given_label``, ``suggested_label``, their class names
     and ``confidence`` (the corrected target's probability of the suggested label); with ``scores``
-    (one per training row, :func:`ranking_scores`) also ``score``.
+    (one per training row, :func:`ranking_scores`) also ``score``. The bytes are those of Python's
+    ``csv`` writer (quoting, ``\\r\\n``), built column by column: a million rows take seconds.
     """
+    position = issues.index.cpu()
+    given, suggested = issues.given_label.cpu().tolist(), issues.suggested_label.cpu().tolist()
+    names = _csv_column(classes)
+    columns = [list(map(str, source_index.cpu()[position].tolist())),
+               _csv_column([files[p] for p in position.tolist()]) if files else [""] * len(given),
+               list(map(str, given)), list(map(str, suggested)), [names[g] for g in given], [names[s] for s in suggested],
+               list(map("{:.6f}".format, issues.confidence.float().cpu().tolist()))]
+    if scores is not None:
+        columns.append(list(map("{:.6f}".format, scores.float().cpu()[position].tolist())))
+    header = _COLUMNS + (["score"] if scores is not None else [])
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(_COLUMNS + (["score"] if scores is not None else []))
-        for position, given, suggested, confidence in zip(issues.index.tolist(), issues.given_label.tolist(),
-                                                          issues.suggested_label.tolist(), issues.confidence.tolist()):
-            row = [int(source_index[position]), files[position] if files else "", given, suggested,
-                   classes[given], classes[suggested], f"{confidence:.6f}"]
-            writer.writerow(row + ([f"{float(scores[position]):.6f}"] if scores is not None else []))
-    return len(issues.index)
+        f.write(",".join(header) + "\r\n")
+        f.writelines(",".join(row) + "\r\n" for row in zip(*columns))
+    return len(given)
+
+
+def _csv_column(texts: list[str]) -> list[str]:
+    """``texts`` as the csv module writes them: quoted, quotes doubled, where one holds , " or a
+    line break (one scan of the whole column first: most columns need nothing).
+
+    >>> _csv_column(["a", "b,c"])
+    ['a', '"b,c"']
+    """
+    joined = "\x00".join(texts)
+    if not any(ch in joined for ch in ',"\r\n'):
+        return texts
+    return ['"' + t.replace('"', '""') + '"' if any(ch in t for ch in ',"\r\n') else t for t in texts]

@@ -4,19 +4,47 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from selfadapt.label_issues import label_issue_scores, suspected_label_errors
+from selfadapt.rundir import atomic_write
 from selfadapt.targets import find_target_stores, label_distribution_store
 
 
 def save_targets(objective, folder: Path) -> None:
-    """Each target store of ``objective`` as ``.npy``: the label distributions (or the only store)
-    as ``targets.npy``, any other as ``targets-<name>.npy``."""
+    """Each target store of ``objective`` as ``.npy`` (float32): the label distributions (or the
+    only store) as ``targets.npy``, any other as ``targets-<name>.npy``."""
     stores = find_target_stores(objective)
     main = label_distribution_store(objective) or (next(iter(stores.values())) if len(stores) == 1 else None)
     for name, store in stores.items():
-        file = "targets.npy" if store is main else f"targets-{name}.npy"
-        np.save(folder / file, store.values.float().cpu().numpy())
+        save_rows(folder / ("targets.npy" if store is main else f"targets-{name}.npy"), store.values)
+
+
+def save_rows(path: Path, table: torch.Tensor, *, order: torch.Tensor | None = None, normalise: bool = False,
+              rows: int = 65536) -> None:
+    """``table`` (N x C, any float dtype, any device) as a float32 ``.npy``, written atomically in
+    blocks of ``rows`` (no float32 copy of the whole table); with ``order``, its rows in that order;
+    with ``normalise``, every row divided by its sum (in float32).
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "t.npy"
+    >>> save_rows(path, torch.tensor([[1.0, 3.0], [2.0, 2.0]]).bfloat16(), order=torch.tensor([1, 0]), normalise=True)
+    >>> np.load(path).tolist()
+    [[0.5, 0.5], [0.25, 0.75]]
+    """
+    count = len(table) if order is None else len(order)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (count, *table.shape[1:])}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for start in range(0, count, rows):
+                block = table[start:start + rows] if order is None else table[order[start:start + rows]]
+                block = block.float()
+                if normalise:
+                    block = block / block.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+                f.write(block.cpu().contiguous().numpy().tobytes())
+    atomic_write(path, write)
 
 
 _NOT_METRICS = frozenset({"epoch", "lr", "seconds", "train_seconds", "eval_seconds"})

@@ -60,19 +60,38 @@ def load_features(path: str):
         test = ImageSet(torch.from_numpy(x_test)[:, :, None, None], torch.from_numpy(y_test), torch.arange(len(y_test)))
     else:
         test = ImageSet(train.images[:0], train.labels[:0], torch.arange(0))
-    std = x.std(axis=0)
-    return Dataset(f"features:{path}", train, test, names or [str(c) for c in range(num_classes)],
-                   tuple(x.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+    mean, std = feature_stats(train.images[:, :, 0, 0])
+    return Dataset(f"features:{path}", train, test, names or [str(c) for c in range(num_classes)], mean, std)
+
+
+def feature_stats(x: torch.Tensor, rows: int = 65536) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-column mean and standard deviation of N x D features, summed in float64 over blocks of
+    ``rows`` (no copy of ``x``, which may be gigabytes); a constant column gets std 1.
+
+    >>> feature_stats(torch.tensor([[1.0, 2.0], [3.0, 2.0]]))
+    ((2.0, 2.0), (1.0, 1.0))
+    """
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), rows):
+        block = x[start:start + rows].double()
+        total += block.sum(0)
+        squares += block.square().sum(0)
+    mean = total / max(len(x), 1)
+    std = (squares / max(len(x), 1) - mean.square()).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(torch.where(std > 0, std, torch.ones_like(std)).tolist())
 
 
 def _vectors(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise SelfAdaptError(f"{where} must be a 2-d array of real numbers (N x D), got {x.dtype} {x.shape}")
-    bad = ~np.isfinite(x).all(axis=1)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = np.concatenate([~np.isfinite(x[start:start + 65536]).all(axis=1) for start in range(0, len(x), 65536)]
+                         or [np.zeros(0, bool)])  # in blocks: a mask of the whole table would be N x D bytes
     if bad.any():
         raise SelfAdaptError(f"{where} row {int(np.argmax(bad))} holds NaN or infinite values "
                              f"({int(bad.sum())} such row(s))")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return x
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
