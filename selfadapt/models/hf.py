@@ -243,12 +243,24 @@ def load_backbone(name: str) -> LoadedBackbone:
     geometry = Geometry.of(processor)
     channels = int(getattr(getattr(model, "config", config), "num_channels", 3) or 3)
     model.eval()
-    probe = ProcessorInput(geometry, channels)
-    side = int(getattr(getattr(model, "config", config), "image_size", 224) or 224)
-    with torch.no_grad():  # one blank image through the model: the width of its pooled features
-        pooled = HFBackbone(model, config.model_type in CLASS_TOKEN_MODELS, 0)(probe(torch.zeros(1, channels, side, side)))
-    return LoadedBackbone(probe, HFBackbone(model, config.model_type in CLASS_TOKEN_MODELS, pooled.shape[1]),
+    class_token = config.model_type in CLASS_TOKEN_MODELS
+    return LoadedBackbone(ProcessorInput(geometry, channels), HFBackbone(model, class_token, _pooled_width(model)),
                           source, config.model_type)
+
+
+def _pooled_width(model: nn.Module) -> int:
+    """The width of the pooled features: the last stage's (convolutional models) or the hidden size;
+    one blank image through the model where the config says neither."""
+    config = model.config
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    if getattr(config, "hidden_size", None):
+        return int(config.hidden_size)
+    side = int(getattr(config, "image_size", 224) or 224)
+    with torch.no_grad():
+        out = model(pixel_values=torch.zeros(1, int(getattr(config, "num_channels", 3)), side, side))
+    return int(out.last_hidden_state.shape[-1 if out.last_hidden_state.dim() == 3 else 1])
 
 
 def _transformers():
