@@ -110,29 +110,38 @@ _COLUMNS = ["index", "file", "given_label", "suggested_label", "given_class", "s
 
 
 def write_label_issues_csv(path, issues, *, source_index: torch.Tensor, classes: list[str],
-                           files: list[str] | None = None, scores: torch.Tensor | None = None) -> int:
+                           files: list[str] | None = None, scores: torch.Tensor | None = None,
+                           rows: int = 65536) -> int:
     """Write suspected label errors in the order given as CSV; return the row count.
 
     Columns: ``index`` (position in the full training set as the data set orders it), ``file``
     (empty when the data set has no files), ``given_label``, ``suggested_label``, their class names
     and ``confidence`` (the corrected target's probability of the suggested label); with ``scores``
     (one per training row, :func:`ranking_scores`) also ``score``. The bytes are those of Python's
-    ``csv`` writer (quoting, ``\\r\\n``), built column by column: a million rows take seconds.
+    ``csv`` writer (quoting, ``\\r\\n``), built column by column for blocks of ``rows`` rows: a
+    million rows take seconds and never a million strings at once.
     """
-    position = issues.index.cpu()
-    given, suggested = issues.given_label.cpu().tolist(), issues.suggested_label.cpu().tolist()
     names = _csv_column(classes)
-    columns = [list(map(str, source_index.cpu()[position].tolist())),
-               _csv_column([files[p] for p in position.tolist()]) if files else [""] * len(given),
-               list(map(str, given)), list(map(str, suggested)), [names[g] for g in given], [names[s] for s in suggested],
-               list(map("{:.6f}".format, issues.confidence.float().cpu().tolist()))]
-    if scores is not None:
-        columns.append(list(map("{:.6f}".format, scores.float().cpu()[position].tolist())))
     header = _COLUMNS + (["score"] if scores is not None else [])
+    source_index = source_index.cpu()
+    scores = None if scores is None else scores.float().cpu()
     with open(path, "w", newline="") as f:
         f.write(",".join(header) + "\r\n")
-        f.writelines(",".join(row) + "\r\n" for row in zip(*columns))
-    return len(given)
+        for start in range(0, len(issues.index), rows):
+            block = LabelIssues(*(column[start:start + rows].cpu() for column in issues))
+            f.writelines(",".join(row) + "\r\n" for row in zip(*_csv_columns(block, source_index, names, files, scores)))
+    return len(issues.index)
+
+
+def _csv_columns(issues: LabelIssues, source_index, names, files, scores) -> list[list[str]]:
+    position, given, suggested = issues.index, issues.given_label.tolist(), issues.suggested_label.tolist()
+    columns = [list(map(str, source_index[position].tolist())),
+               _csv_column([files[p] for p in position.tolist()]) if files else [""] * len(given),
+               list(map(str, given)), list(map(str, suggested)), [names[g] for g in given], [names[s] for s in suggested],
+               list(map("{:.6f}".format, issues.confidence.float().tolist()))]
+    if scores is not None:
+        columns.append(list(map("{:.6f}".format, scores[position].tolist())))
+    return columns
 
 
 def _csv_column(texts: list[str]) -> list[str]:

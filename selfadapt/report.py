@@ -12,19 +12,22 @@ from selfadapt.targets import find_target_stores, label_distribution_store
 
 
 def save_targets(objective, folder: Path) -> None:
-    """Each target store of ``objective`` as ``.npy`` (float32): the label distributions (or the
-    only store) as ``targets.npy``, any other as ``targets-<name>.npy``."""
+    """Each target store of ``objective`` as ``.npy``: the label distributions (or the only store)
+    as ``targets.npy``, any other as ``targets-<name>.npy``; float32, or float16 for a half-precision
+    table (``sat_table_dtype``: half the bytes of a table that may hold a billion values)."""
     stores = find_target_stores(objective)
     main = label_distribution_store(objective) or (next(iter(stores.values())) if len(stores) == 1 else None)
     for name, store in stores.items():
-        save_rows(folder / ("targets.npy" if store is main else f"targets-{name}.npy"), store.values)
+        half = store.values.dtype in (torch.float16, torch.bfloat16)
+        save_rows(folder / ("targets.npy" if store is main else f"targets-{name}.npy"), store.values,
+                  dtype=torch.float16 if half else torch.float32)
 
 
 def save_rows(path: Path, table: torch.Tensor, *, order: torch.Tensor | None = None, normalise: bool = False,
-              rows: int = 65536) -> None:
-    """``table`` (N x C, any float dtype, any device) as a float32 ``.npy``, written atomically in
-    blocks of ``rows`` (no float32 copy of the whole table); with ``order``, its rows in that order;
-    with ``normalise``, every row divided by its sum (in float32).
+              dtype: torch.dtype = torch.float32) -> None:
+    """``table`` (N x C, any float dtype, any device) as a ``.npy`` of ``dtype`` (float32 or
+    float16), written atomically in blocks of about 4M values (no copy of the whole table); with
+    ``order``, its rows in that order; with ``normalise``, every row divided by its sum (in float32).
 
     >>> import tempfile; path = Path(tempfile.mkdtemp()) / "t.npy"
     >>> save_rows(path, torch.tensor([[1.0, 3.0], [2.0, 2.0]]).bfloat16(), order=torch.tensor([1, 0]), normalise=True)
@@ -32,8 +35,9 @@ def save_rows(path: Path, table: torch.Tensor, *, order: torch.Tensor | None = N
     [[0.5, 0.5], [0.25, 0.75]]
     """
     count = len(table) if order is None else len(order)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-              "shape": (count, *table.shape[1:])}
+    rows = max(1, (1 << 22) // max(table[0].numel() if len(table) else 1, 1))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(str(dtype).removeprefix("torch."))),
+              "fortran_order": False, "shape": (count, *table.shape[1:])}
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -43,7 +47,7 @@ def save_rows(path: Path, table: torch.Tensor, *, order: torch.Tensor | None = N
                 block = block.float()
                 if normalise:
                     block = block / block.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-                f.write(block.cpu().contiguous().numpy().tobytes())
+                f.write(block.to(dtype).cpu().contiguous().numpy().data)
     atomic_write(path, write)
 
 

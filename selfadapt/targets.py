@@ -81,7 +81,8 @@ class TargetStore(nn.Module):
         index = distributed.all_gather_rows(index)
         prediction = distributed.all_gather_rows(prediction.detach()).float()
         # in float32, rounded once to the table's dtype (a bfloat16 table would otherwise round every term)
-        moved = self.momentum * self.values[index].float() + (1.0 - self.momentum) * prediction
+        moved = self.values[index].float()  # a gathered copy (never a view of the table), updated in place
+        moved = moved.mul_(self.momentum).add_(prediction, alpha=1.0 - self.momentum)
         if self.normalize:
             moved = torch.nn.functional.normalize(moved, dim=1)
         self.values[index] = moved.to(self.values.dtype)

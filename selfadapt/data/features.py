@@ -64,7 +64,7 @@ def load_features(path: str):
     return Dataset(f"features:{path}", train, test, names or [str(c) for c in range(num_classes)], mean, std)
 
 
-def feature_stats(x: torch.Tensor, rows: int = 65536) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def feature_stats(x: torch.Tensor, rows: int = 16384) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-column mean and standard deviation of N x D features, summed in float64 over blocks of
     ``rows`` (no copy of ``x``, which may be gigabytes); a constant column gets std 1.
 
