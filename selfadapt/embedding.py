@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from selfadapt.rundir import atomic_write_bytes, write_json
+from selfadapt.engine.rundir import atomic_write_bytes, write_json
 
 BATCHES_PER_CHUNK = 16  # rows per chunk file = batch size x this
 

@@ -1,4 +1,4 @@
-"""One training run from a :class:`~selfadapt.settings.RunConfig`:
+"""One training run from a :class:`~selfadapt.config.run.RunConfig`:
 data -> corruption -> model -> objective -> engine -> evaluators -> report.
 
 ``run_experiment(config, out)`` is what ``selfadapt train`` calls; the grid runner and the demo call
@@ -16,24 +16,31 @@ from pathlib import Path
 import torch
 
 from selfadapt import distributed
+from selfadapt.config.provenance import provenance
+from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
-from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
-from selfadapt.data.datasets import (Dataset, ImageSet, class_balanced_subset, default_data_dir, load_dataset,
-                                     load_unlabeled_split)
+from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt
+from selfadapt.data.files import default_data_dir
+from selfadapt.data.human_labels import find_human_labels_file, load_human_labels
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
+from selfadapt.data.registry import load_dataset, load_unlabeled_split
+from selfadapt.data.splits import class_balanced_subset
+from selfadapt.data.types import Dataset, ImageSet
+from selfadapt.engine.loggers import check_available
+from selfadapt.engine.rundir import RunDir, load_checkpoint
+from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.evaluators.base import EvalData, Evaluator
+from selfadapt.evaluators.registry import build_evaluators, resolve_evaluator_options
 from selfadapt.frozen_backbone import freeze_backbone, head_model
 from selfadapt.models import build_model, model_width
 from selfadapt.objectives.base import Objective
-from selfadapt.objectives.registry import Method, MethodContext, get_method
-from selfadapt.report import describe_summary, save_targets, summarise
-from selfadapt.rundir import RunDir
-from selfadapt.settings import RunConfig
+from selfadapt.objectives.method import Method, MethodContext
+from selfadapt.objectives.registry import get_method
+from selfadapt.summary import describe_summary, save_targets, summarise
 
-__all__ = ["PreparedData", "RunConfig", "RunParts", "RunResult", "build_run", "prepare_data", "resolve_device",
-           "run_experiment", "train_run"]
+__all__ = ["PreparedData", "RunConfig", "RunParts", "RunResult", "build_run", "evaluate_checkpoint", "prepare_data",
+           "resolve_device", "run_experiment", "train_run"]
 
 
 def resolve_device(name: str) -> str:
@@ -119,6 +126,11 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
 def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
     dataset = load_dataset(data.dataset, data.data_dir, skip_unreadable=data.skip_unreadable)
+    for flag, wanted, split in (("--subset", data.subset, dataset.train), ("--test-subset", data.test_subset,
+                                                                             dataset.test)):
+        if wanted is not None and wanted > len(split):
+            raise SelfAdaptError(f"{flag} {wanted} is more than the {len(split)} samples of {data.dataset}'s "
+                                 f"{'training' if split is dataset.train else 'test'} split")
     if data.subset is not None and data.subset < len(dataset.train):
         dataset.train = class_balanced_subset(dataset.train, data.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:
@@ -239,33 +251,100 @@ def run_experiment(config: RunConfig, out: str | Path | None = None, *, verbose:
 def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> RunResult:
     """Like :func:`run_experiment`, but also hand back the data, the trained objective and model.
 
-    Everything that can fail before training (the settings, the output directory, the data) is
-    checked before anything is written.
+    Everything that can fail before training (the settings, the output directory, its lock, the
+    checkpoint, the data) is checked before anything is written.
     """
-    device = distributed.setup(resolve_device(config.engine.device))
+    check_available(config.engine.logger)
+    timeout = config.engine.dist_timeout
+    device = distributed.setup(resolve_device(config.engine.device), timeout)
     main = distributed.is_main()
-    verbose = verbose and main
     run = RunDir(out, config.to_dict(), writer=main) if out is not None else None
+    try:
+        return _train(config, run, device, verbose and main)
+    except RuntimeError as e:           # a collective that another process never answered
+        problem = distributed.failure(e, timeout)
+        if problem is None:
+            raise
+        raise problem from None
+    finally:
+        if run is not None:
+            run.close()
+
+
+def _train(config: RunConfig, run: RunDir | None, device: str, verbose: bool) -> RunResult:
+    main = distributed.is_main()
     parts = build_run(config, device=device, verbose=verbose)
+    origin = provenance(device)
     if run is not None:
         run.create()
         parts.eval_data.run_dir = run.path
         if main:
             parts.data.noise.save(run.path / "noise.npz")
+            run.append_provenance(origin)
     trainer = Trainer(parts.model, parts.objective, parts.train_loader,
                       _engine_for_process(config, verbose), evaluators=parts.evaluators,
                       eval_data=parts.eval_data, run=run)
     if verbose and trainer.start_epoch:
-        print(f"resuming {out} from epoch {trainer.start_epoch}")
-    history = trainer.fit()
-    summary = summarise(config, history, parts)
-    if run is not None and main:
-        save_targets(parts.objective, run.path)
-        run.write_summary(summary)
+        print(f"resuming {run.path} at epoch {trainer.start_epoch} (0-based)")
+        for line in _kept_choices(parts.objective):
+            print(line)
+    try:
+        history = trainer.fit()
+        summary = {**summarise(config, history, parts), "provenance": origin}
+        if run is not None and main:
+            save_targets(parts.objective, run.path)
+            run.write_summary(summary)
+        if trainer.loggers is not None:
+            trainer.loggers.log_images(run.path)  # the run's plots
+    finally:
+        if trainer.loggers is not None:
+            trainer.loggers.close()
     if verbose:
         print(describe_summary(summary))
     return RunResult(summary, parts.data, parts.objective, parts.model)
 
 
+def _kept_choices(objective: Objective) -> list[str]:
+    """What a resumed run keeps of the choices it made itself (SAT's automatic start and momentum)."""
+    used = {k: v for k, v in objective.settings_used().items() if v is not None}
+    if not used:
+        return []
+    return ["keeping what this run chose when it started: " + ", ".join(f"{k} {v:g}" for k, v in used.items())]
+
+
 def _engine_for_process(config: RunConfig, verbose: bool):
     return dataclasses.replace(config.engine, progress=config.engine.progress and verbose)
+
+
+def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
+                        evaluators: list[str] | None = None, options: dict | None = None) -> dict:
+    """Rebuild the run's data, model and objective from a run directory or checkpoint (loaded with
+    ``weights_only=True``) and run ``evaluators`` (default: the run's own) once; ``options`` override
+    evaluator options (``{"autoattack_n_ex": 500}``).
+
+    Example: ``evaluate_checkpoint("runs/demo/sat")["metrics"]["test_accuracy"]``.
+    """
+    state = load_checkpoint(path)
+    config = RunConfig.from_dict(state["config"])
+    if data_dir is not None:
+        config.data.data_dir = data_dir
+    names = evaluators if evaluators is not None else config.eval.evaluators
+    options = resolve_evaluator_options(names, {**config.eval.options, **(options or {})})
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, evaluators=names, options=options))
+    parts = build_run(config, device=resolve_device(device), verbose=False)
+    parts.eval_data.run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    for name, module in (("model", parts.model), ("objective", parts.objective)):
+        try:
+            module.load_state_dict(state[name])
+        except RuntimeError as e:
+            raise SelfAdaptError(f"{path} does not match its own configuration ({name}: "
+                                 f"{str(e).splitlines()[0]})") from None
+        module.to(parts.device)
+    metrics = {}
+    for evaluator in build_evaluators(names, options):
+        metrics.update(evaluator(parts.model, parts.objective, parts.eval_data, state["epoch"] - 1))
+    if not metrics:
+        raise SelfAdaptError(f"the evaluators {', '.join(names)} have nothing to measure on this run")
+    return {"metrics": metrics, "dataset": config.data.dataset, "model": config.model.model,
+            "method": config.method.method, "epochs_trained": state["epoch"],
+            "test_samples": len(parts.data.dataset.test)}

@@ -11,10 +11,8 @@ The cache lives in ``$SELFADAPT_CACHE/features`` (default ``~/.cache/selfadapt/f
 interrupted embedding continues from its last finished chunk (``selfadapt.embedding``).
 
 >>> from types import SimpleNamespace as NS
->>> check_backbone_settings(NS(model=NS(model="resnet18", freeze_backbone=True, head="linear", width=None),
-...                            data=NS(dataset="cifar10", augment="none"), method=NS(method="sat")))
-Traceback (most recent call last):
-selfadapt.errors.SelfAdaptError: --freeze-backbone needs a pretrained backbone: --model hf:ID_OR_FOLDER
+>>> head_model(NS(model=NS(model="hf:facebook/dinov2-small", freeze_backbone=True, head="mlp")))
+'mlp'
 """
 from __future__ import annotations
 
@@ -26,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfadapt.errors import SelfAdaptError
-from selfadapt.models.hf import is_hf_model
 
 EMBED_BATCH_SIZE = 64  # images per backbone forward pass while features are computed
 
@@ -35,33 +31,6 @@ EMBED_BATCH_SIZE = 64  # images per backbone forward pass while features are com
 def head_model(config) -> str:
     """The model a run builds: the ``--head`` on a frozen backbone's features, else ``--model``."""
     return config.model.head if config.model.freeze_backbone else config.model.model
-
-
-def check_backbone_settings(config, prefix: str = "") -> None:
-    """Refuse combinations a pretrained backbone or its frozen features cannot serve (one line)."""
-    model, data = config.model, config.data
-    hf = is_hf_model(model.model)
-    problem = None
-    if model.freeze_backbone and not hf:
-        problem = "--freeze-backbone needs a pretrained backbone: --model hf:ID_OR_FOLDER"
-    elif model.head != "linear" and not model.freeze_backbone:
-        problem = "--head chooses the head on a frozen backbone's features: add --freeze-backbone"
-    elif hf and data.dataset.lower().startswith("features:"):
-        problem = "features: data are vectors already: train --model linear or mlp on them, not a backbone"
-    elif hf and model.width is not None and model.head != "mlp":
-        problem = "a pretrained backbone has its own width: --width sets the hidden units of --head mlp only"
-    elif model.freeze_backbone and data.augment != "none":
-        problem = "--freeze-backbone computes each image's features once, unaugmented: add --augment none"
-    vectors = model.freeze_backbone or data.dataset.lower().startswith("features:")
-    if problem is None and vectors:
-        from selfadapt.objectives.registry import get_method
-
-        method = get_method(config.method.method)
-        if method.needs_images:
-            problem = (f"method {method.name} works on the images themselves, not on feature vectors"
-                       + (": drop --freeze-backbone to train the whole network" if model.freeze_backbone else ""))
-    if problem:
-        raise SelfAdaptError(f"{prefix}{problem}")
 
 
 def feature_cache_dir() -> Path:
@@ -76,7 +45,7 @@ def feature_cache_dir() -> Path:
 def cached_features(extractor, model_key: str, images, *, device: str, what: str, verbose: bool) -> torch.Tensor:
     """``extractor``'s features of ``images`` (N x D float32), from the cache or computed into it."""
     from selfadapt.embedding import embed_images, images_digest, npy_bytes
-    from selfadapt.rundir import atomic_write_bytes
+    from selfadapt.engine.rundir import atomic_write_bytes
 
     precision = "bf16" if str(device).startswith("cuda") else "fp32"
     key = hashlib.blake2b(f"{model_key}|{images_digest(images)}|{EMBED_BATCH_SIZE}|{precision}".encode(),
@@ -99,8 +68,8 @@ def freeze_backbone(config, data, device: str, *, verbose: bool = True):
     """``data`` (a :class:`~selfadapt.experiment.PreparedData`) with every image replaced by its
     backbone features (``D x 1 x 1`` float "images", as ``features:`` data) and the data set's
     statistics by the features'; the training images stay in ``data.pictures`` for tiles."""
-    from selfadapt.data.datasets import ImageSet
-    from selfadapt.data.features import feature_stats
+    from selfadapt.data.formats.features import feature_stats
+    from selfadapt.data.types import ImageSet
     from selfadapt.embedding import module_digest
     from selfadapt.models.hf import load_backbone
 

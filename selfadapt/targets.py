@@ -22,7 +22,7 @@ class TargetStore(nn.Module):
     distributions over the given labels (SAT's): its argmax is a corrected label, which is how runs
     find suspected label errors without knowing which method made the table. ``normalize=True``
     rescales every updated row to unit length after the moving average (self-supervised SAT keeps
-    unit vectors: ``t[i] <- normalise(momentum * t[i] + (1 - momentum) * p[i])``).
+    unit vectors: ``t[i] <- normalize(momentum * t[i] + (1 - momentum) * p[i])``, ``normalize`` to unit length).
 
     Example
     -------
@@ -93,7 +93,7 @@ def find_target_stores(module: nn.Module) -> dict[str, TargetStore]:
     """Every :class:`TargetStore` inside ``module`` by its dotted name (``"loss.store"``).
 
     >>> from selfadapt.objectives import SelfAdaptiveTraining
-    >>> list(find_target_stores(SelfAdaptiveTraining(torch.tensor([0, 1]), num_classes=2)))
+    >>> list(find_target_stores(SelfAdaptiveTraining(torch.tensor([0, 1]), 2, momentum=0.9, start_epoch=0)))
     ['store']
     """
     return {name: m for name, m in module.named_modules() if isinstance(m, TargetStore)}

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from selfadapt import SelfAdaptiveTraining
-from selfadapt.auto_start import AUTO_MOMENTUM_CAP, momentum_for, stratified_holdout
+from selfadapt.apps.noisy_labels.finder import trust_warnings
 from selfadapt.errors import SelfAdaptError
-from selfadapt.find_issues import trust_warnings
+from selfadapt.objectives.auto_start import AUTO_MOMENTUM_CAP, momentum_for, stratified_holdout
 
 
 def logits_predicting(labels, correct, num_classes):
@@ -88,7 +88,7 @@ def test_the_decision_survives_a_checkpoint():
 def test_auto_needs_the_run_length_and_indices_must_fit_the_table():
     with pytest.raises(ValueError, match="need epochs"):
         SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch="auto")
-    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch=0)
+    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, momentum=0.9, start_epoch=0)
     with pytest.raises(SelfAdaptError, match="index 10 is outside the target table of 10 samples"):
         sat(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.tensor([3, 10]), 0)
 
@@ -113,7 +113,7 @@ def test_too_few_updates_and_a_model_that_never_fitted_are_warned_about():
 
 def test_waiting_for_the_start_never_waits_for_the_device():
     """The held-out bookkeeping of the automatic start stays on the device (see tests/test_host_sync.py)."""
-    from selfadapt.host_sync import forbid_host_sync
+    from selfadapt.testing.host_sync import forbid_host_sync
 
     labels = torch.arange(300) % 3
     sat = SelfAdaptiveTraining(labels, 3, momentum="auto", start_epoch="auto", epochs=10, patience=1)

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.evaluators.base import EvalData, Evaluator
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.objectives import LogitLoss, Objective, SelfAdaptiveTraining
 
 
@@ -29,7 +30,7 @@ def test_accuracy_and_memorisation_on_known_predictions():
     given = torch.tensor([0, 1, 2, 1, 2, 0, 0, 1, 2, 0])          # samples 3, 4, 5 are mislabelled
     predicted = [0, 1, 0, 1, 1, 2, 0, 2, 2, 0]                    # 3 memorised, 4 and 5 predicted clean
     model = LookupModel(predicted, 3)
-    sat = SelfAdaptiveTraining(given, 3)
+    sat = SelfAdaptiveTraining(given, 3, momentum=0.9, start_epoch=60)
     sat.store.values[3] = torch.tensor([0.9, 0.1, 0.0])            # corrected to the clean label
     sat.store.values[4] = torch.tensor([0.1, 0.8, 0.1])            # corrected to the clean label
     objective = LogitLoss(sat)

@@ -20,7 +20,7 @@ from hf_tiny import CIFAR_JPEGS, FAMILIES, cifar_folder, save_tiny, save_tiny_be
 
 from selfadapt import embedding  # noqa: E402
 from selfadapt.cli import main  # noqa: E402
-from selfadapt.data.datasets import load_dataset  # noqa: E402
+from selfadapt.data.registry import load_dataset  # noqa: E402
 from selfadapt.errors import SelfAdaptError  # noqa: E402
 from selfadapt.models import build_model  # noqa: E402
 from selfadapt.models.hf import load_backbone  # noqa: E402

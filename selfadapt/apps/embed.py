@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt.apps.command import Command
 from selfadapt.errors import SelfAdaptError
 
 DESCRIPTION = ("Write the features of a data set's training and test images through a pretrained backbone to an "
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then embed the training and test splits into ``args.out``."""
-    from selfadapt.data.datasets import load_dataset
+    from selfadapt.data.registry import load_dataset
     from selfadapt.embedding import embed_images, images_digest, module_digest, write_npz
     from selfadapt.experiment import resolve_device
     from selfadapt.models.hf import is_hf_model, load_backbone
@@ -99,3 +100,7 @@ def _output_path(text: str) -> Path:
     if parent.exists() and not parent.is_dir():
         raise SelfAdaptError(f"--out {out}: {parent} is not a folder")
     return out
+
+
+COMMANDS = [Command("embed", "features of a data set's images through a pretrained backbone (an .npz for features:)",
+                    add_arguments, run, DESCRIPTION)]

@@ -2,12 +2,9 @@
 the training images without augmentation (never on augmented or mixed training views)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, register_evaluator
-from selfadapt.settings import setting
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, schedule_options, timing
 from selfadapt.targets import label_distribution_store
 
 
@@ -53,11 +50,10 @@ def predicted_classes(model, objective, loader, *, amp: bool = False) -> torch.T
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=loader.device)
 
 
-@dataclass
-class MemorisationOptions:
-    memorisation_every: int = setting(10, "memorisation curves every K epochs (and after the last)",
-                                      check=lambda v: v >= 1, must="be >= 1")
+MemorisationOptions = schedule_options("memorisation", "memorisation curves", every=10)
 
 
-register_evaluator(EvaluatorSpec("memorisation", "memorisation of the label noise, on un-augmented training images",
-                                 lambda o: Memorisation(every=o.memorisation_every), MemorisationOptions))
+EVALUATORS = [
+    EvaluatorSpec("memorisation", "memorisation of the label noise, on un-augmented training images",
+                  lambda o: Memorisation(**timing(o, "memorisation")), MemorisationOptions),
+]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt.errors import SelfAdaptError
-from selfadapt.models.registry import Classifier
+from selfadapt.models.classifier import Classifier
 
 PREFIX = "hf:"
 # Dual-tower checkpoints whose image half is the backbone: model_type -> the transformers class of the tower.

@@ -1,7 +1,7 @@
 """Models by name: ``build_model("resnet34", num_classes=10)`` returns a :class:`Classifier`.
 
 Every model takes images in [0, 1] and normalises them itself, so training, evaluation and
-adversarial attacks all work in the same [0, 1] pixel space (SPEC section 5).
+adversarial attacks all work in the same [0, 1] pixel space.
 
 >>> import torch
 >>> model = build_model("cnn", num_classes=10, in_channels=1, image_size=28, mean=[0.286], std=[0.353])
@@ -14,55 +14,15 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Callable, Sequence
 
-import torch
 from torch import nn
 
 from selfadapt.errors import SelfAdaptError
+from selfadapt.models.classifier import Classifier, Normalize
 from selfadapt.models.preact_resnet import PreActResNet
 from selfadapt.models.resnet import ResNet
 from selfadapt.models.small import CNN, MLP
 from selfadapt.models.vgg import VGG
 from selfadapt.models.wide_resnet import WideResNet
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, with mean and std as buffers (saved, moved with the model).
-
-    >>> Normalize([0.5], [0.25])(torch.ones(1, 1, 2, 2)).flatten().tolist()
-    [2.0, 2.0, 2.0, 2.0]
-    """
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
-class Classifier(nn.Module):
-    """normalize -> backbone features -> linear head. Inputs are images in [0, 1] (float, N x C x H x W):
-    normalisation lives INSIDE the model so training, evaluation and adversarial attacks all see [0,1].
-
-    >>> model = Classifier(Normalize([0.5], [0.5]), MLP(in_channels=1, image_size=8, hidden=32), num_classes=3)
-    >>> model(torch.rand(2, 1, 8, 8)).shape
-    torch.Size([2, 3])
-    """
-
-    def __init__(self, normalize: Normalize, backbone: nn.Module, num_classes: int):
-        super().__init__()
-        self.normalize = normalize
-        self.backbone = backbone
-        self.feature_dim: int = backbone.feature_dim
-        self.head = nn.Linear(self.feature_dim, num_classes)
-
-    def features(self, x):
-        """Penultimate features, N x ``feature_dim`` (for linear probes and self-supervised work)."""
-        return self.backbone(self.normalize(x))
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)

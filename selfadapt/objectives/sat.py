@@ -1,4 +1,4 @@
-"""Self-adaptive training for classification (SPEC section 1) and plain cross-entropy.
+"""Self-adaptive training for classification (Huang, Zhang & Zhang, NeurIPS 2020) and plain cross-entropy.
 
 Every loss here has the signature ``loss(logits, targets, index, epoch)``, so it drops into any
 training loop that knows the dataset index of each sample.
@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt import distributed
-from selfadapt.auto_start import AutoStart, momentum_for
+from selfadapt.config.fields import setting
 from selfadapt.errors import SelfAdaptError
-from selfadapt.label_issues import LabelIssues, suspected_label_errors
+from selfadapt.label_errors import LabelIssues, suspected_label_errors
+from selfadapt.objectives.auto_start import AutoStart, momentum_for
 from selfadapt.objectives.base import LogitLoss
-from selfadapt.objectives.registry import Method, register, start_epoch_before_end
-from selfadapt.settings import setting
+from selfadapt.objectives.method import Method, start_epoch_before_end
 from selfadapt.targets import TargetStore
 
 
@@ -52,21 +52,24 @@ class SelfAdaptiveTraining(nn.Module):
     >>> sat.targets.shape
     torch.Size([4, 3])
 
-    ``start_epoch="auto"`` and ``momentum="auto"`` (which need ``epochs``, the length of the run)
-    choose both from the noisy training data (:mod:`selfadapt.auto_start`): a held-out share of
-    the samples is left out of the loss while SAT waits, and SAT starts once the model's accuracy
-    on them against their given labels stops improving; call :meth:`end_epoch` after each epoch
-    (otherwise the first call of the next epoch closes it).
+    By default, as on the command line, ``start_epoch="auto"`` and ``momentum="auto"`` (which need
+    ``epochs``, the length of the run) choose both from the noisy training data
+    (:mod:`selfadapt.objectives.auto_start`): a held-out share of the samples is left out of the
+    loss while SAT waits, and SAT starts once the model's accuracy on them against their given
+    labels stops improving; call :meth:`end_epoch` after each epoch (otherwise the first call of
+    the next epoch closes it). The paper's values are ``momentum=0.9, start_epoch=60`` of 200 epochs.
     """
 
-    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float | str = 0.9,
-                 start_epoch: int | str = 60, *, sce_weights: tuple[float, float] | None = None,
+    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float | str = "auto",
+                 start_epoch: int | str = "auto", *, sce_weights: tuple[float, float] | None = None,
                  dtype: torch.dtype = torch.float32, epochs: int | None = None, holdout: float = 0.1,
                  patience: int = 3, residue: float = 0.01, seed: int = 0):
         super().__init__()
         auto_start, self.auto_momentum = start_epoch == "auto", momentum == "auto"
         if (auto_start or self.auto_momentum) and not epochs:
-            raise ValueError("start_epoch='auto' and momentum='auto' need epochs= (the number of epochs of the run)")
+            raise ValueError("SelfAdaptiveTraining chooses its start epoch and momentum from the run's length: give "
+                             "epochs= (the number of epochs you train), or give start_epoch= and momentum= (the "
+                             "paper: 60 and 0.9 of 200 epochs)")
         if not self.auto_momentum and not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
             raise ValueError(f"SAT momentum must lie in [0, 1) or be 'auto', got {momentum!r}")
         if not auto_start and not (isinstance(start_epoch, int) and start_epoch >= 0):
@@ -135,16 +138,31 @@ class SelfAdaptiveTraining(nn.Module):
                 epoch: int, *, update_from: torch.Tensor | None = None) -> torch.Tensor:
         """The loss on ``logits``; the targets move towards ``softmax(update_from)`` where given
         (e.g. clean predictions while the loss is on adversarial examples), else ``softmax(logits)``."""
+        classes = self.store.values.shape[1]
+        if logits.dim() != 2 or logits.shape[1] != classes:
+            raise SelfAdaptError(f"SAT was built for {classes} classes, but the logits have shape "
+                                 f"{tuple(logits.shape)}: the model must output one logit per class")
+        self._check_index(index)
         try:
             return self._loss(logits.float(), targets, index, epoch, update_from)
         except IndexError:  # a gather out of the table (the CPU raises it; checking first would wait on a GPU)
-            outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
-            if not outside:
-                raise
-            raise SelfAdaptError(
-                f"dataset index {outside[0]} is outside the target table of {len(self.given_labels)} samples "
-                f"(indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
-                "e.g. with selfadapt.IndexedDataset(dataset)") from None
+            raise self._outside(index) from None
+
+    def _check_index(self, index: torch.Tensor) -> None:
+        """A negative index would silently read another sample's target: refuse it. On the CPU at
+        once; on a GPU the device asserts it asynchronously (no wait)."""
+        if index.device.type == "cpu":
+            if len(index) and int(index.min()) < 0:
+                raise self._outside(index)
+        else:
+            torch._assert_async((index >= 0).all(), "negative dataset index passed to SelfAdaptiveTraining")
+
+    def _outside(self, index: torch.Tensor) -> SelfAdaptError:
+        outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
+        return SelfAdaptError(
+            f"dataset index {outside[0] if outside else '?'} is outside the target table of {len(self.given_labels)} "
+            f"samples (indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
+            "e.g. with selfadapt.IndexedDataset(dataset)")
 
     def _loss(self, logits, targets, index, epoch, update_from=None):
         if self.auto is not None and epoch > 0:
@@ -222,10 +240,18 @@ TABLE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16":
 
 
 @dataclass
-class SATOptions:
+class SATMomentumOption:
+    """SAT's target momentum, declared once for every method built on SAT's targets."""
+
     sat_momentum: float | Literal["auto"] = setting(
         "auto", "SAT target momentum alpha; auto: min(0.6, 0.01^(1/epochs left)) (the paper: 0.9)",
         check=lambda m: m == "auto" or 0.0 <= m < 1.0, must="lie in [0, 1) or be auto")
+
+
+@dataclass
+class SATScheduleOptions(SATMomentumOption):
+    """When SAT starts, declared once for every method that starts SAT after cross-entropy."""
+
     sat_start_epoch: int | Literal["auto"] = setting(
         "auto", "SAT start epoch Es (0-based; cross-entropy before it); auto: once accuracy on a held-out "
                 "share of the noisy training data stops improving (the paper: 60 of 200)",
@@ -235,6 +261,10 @@ class SATOptions:
                                  check=lambda v: 0.0 < v <= 0.25, must="lie in (0, 0.25]")
     sat_patience: int = setting(3, "auto start: epochs without a better held-out accuracy before SAT starts",
                                 check=lambda v: v >= 1, must="be >= 1")
+
+
+@dataclass
+class SATOptions(SATScheduleOptions):
     sat_table_dtype: str = setting("float32", "dtype of the N x C target table: float32, or bfloat16 / float16 at half "
                                               "the memory (updates computed in float32, stored rounded)",
                                    choices=lambda: list(TABLE_DTYPES))
@@ -286,8 +316,10 @@ def _build_sat(ctx, o: SATOptions, sce_weights=None):
                                           dtype=TABLE_DTYPES[o.sat_table_dtype]))
 
 
-register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))
-register(Method("sat", "self-adaptive training (Huang et al., NeurIPS 2020)", _build_sat, SATOptions,
-                validate=_sat_starts_in_time))
-register(Method("sat-sce", "SAT with the symmetric loss -a t log p - b p log t", lambda ctx, o: _build_sat(
-    ctx, o, sce_weights=(o.sat_sce_a, o.sat_sce_b)), SATSCEOptions, validate=_sat_starts_in_time))
+METHODS = [
+    Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())),
+    Method("sat", "self-adaptive training (Huang et al., NeurIPS 2020)", _build_sat, SATOptions,
+           validate=_sat_starts_in_time),
+    Method("sat-sce", "SAT with the symmetric loss -a t log p - b p log t", lambda ctx, o: _build_sat(
+        ctx, o, sce_weights=(o.sat_sce_a, o.sat_sce_b)), SATSCEOptions, validate=_sat_starts_in_time),
+]
