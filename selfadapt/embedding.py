@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
 import sys
 import time
 import zipfile
@@ -30,7 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from selfadapt.engine.rundir import atomic_write_bytes, write_json
+from selfadapt.engine.lock import DirectoryLock
+from selfadapt.engine.rundir import atomic_write, atomic_write_bytes, write_json
 
 BATCHES_PER_CHUNK = 16  # rows per chunk file = batch size x this
 
@@ -68,10 +67,18 @@ def embed_images(extractor: nn.Module, images, *, batch_size: int = 64, device: 
     The caller removes ``parts`` once it has stored the result. ``progress`` names a progress bar
     (a terminal) or the lines printed elsewhere; ``None``: silent.
     """
-    device = torch.device(device)
     total = len(images)
     chunk_rows = batch_size * BATCHES_PER_CHUNK
-    folder = _prepare(Path(parts), {"key": key, "rows": total, "chunk_rows": chunk_rows}) if parts else None
+    lock = _prepare(Path(parts), {"key": key, "rows": total, "chunk_rows": chunk_rows}) if parts else None
+    try:
+        return _embed_chunks(extractor, images, batch_size, torch.device(device), lock and lock.path, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _embed_chunks(extractor, images, batch_size: int, device, folder: Path | None, progress) -> np.ndarray:
+    total, chunk_rows = len(images), batch_size * BATCHES_PER_CHUNK
     extractor = extractor.to(device).eval()
     chunks = [None] * -(-total // chunk_rows)
     done = 0
@@ -95,20 +102,23 @@ def embed_images(extractor: nn.Module, images, *, batch_size: int = 64, device: 
     return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
-def _prepare(folder: Path, manifest: dict) -> Path:
-    """``folder`` holding chunks for ``manifest``: kept when it matches, emptied otherwise."""
+def _prepare(folder: Path, manifest: dict) -> DirectoryLock:
+    """``folder`` locked for this process, holding only chunks made for ``manifest`` (those of
+    another key and half-written temporary files are removed); another process embedding into it
+    is one error naming that process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(folder, "the folder of finished chunks").acquire()
     file = folder / "manifest.json"
-    if folder.is_dir():
-        try:
-            kept = json.loads(file.read_text()) == manifest
-        except (OSError, ValueError):
-            kept = False
-        if kept:
-            return folder
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    write_json(file, manifest)
-    return folder
+    try:
+        kept = json.loads(file.read_text()) == manifest
+    except (OSError, ValueError):
+        kept = False
+    for stale in [*folder.glob(".chunk-*"), *([] if kept else folder.glob("chunk-*.npy"))]:
+        stale.unlink()
+    if not kept:
+        write_json(file, manifest)
+    lock.announce()
+    return lock
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -158,16 +168,10 @@ class _Progress:
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """An uncompressed ``.npz`` (what ``np.load`` reads) written atomically and byte-for-byte
     reproducibly: fixed member timestamps, arrays streamed (no second copy in memory)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in arrays.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 with archive.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(Path(path), write)

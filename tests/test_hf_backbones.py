@@ -264,6 +264,31 @@ def test_embed_refuses_what_it_cannot_embed_before_writing(models, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_second_process_embedding_into_the_same_folder_is_one_line_naming_the_first(models, tmp_path):
+    from selfadapt.engine.lock import DirectoryLock
+
+    parts = tmp_path / "emb.npz.parts" / "train"
+    parts.mkdir(parents=True)
+    holder = DirectoryLock(parts).acquire()  # as another process's embed holds it
+    holder.announce()
+    try:
+        with pytest.raises(SelfAdaptError, match="the folder of finished chunks .* is in use by another selfadapt "
+                                                 "process \\(PID"):
+            main_raising(["embed", "--model", f"hf:{models['vit']}", "--dataset", "digits", "--device", "cpu",
+                          "--no-progress", "--out", str(tmp_path / "emb.npz")])
+    finally:
+        holder.release()
+    assert not (tmp_path / "emb.npz").exists()
+
+
+def main_raising(argv):
+    """The command's function itself (its error raised, not printed)."""
+    from selfadapt.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
 def test_the_feature_cache_key_follows_the_images_and_the_weights(models, tmp_path):
     from selfadapt.embedding import module_digest
     from selfadapt.frozen_backbone import cached_features
