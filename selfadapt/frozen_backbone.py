@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt import distributed
+from selfadapt.errors import SelfAdaptError
+
 
 EMBED_BATCH_SIZE = 64  # images per backbone forward pass while features are computed
 
@@ -73,6 +76,9 @@ def freeze_backbone(config, data, device: str, *, verbose: bool = True):
     from selfadapt.embedding import module_digest
     from selfadapt.models.hf import load_backbone
 
+    if distributed.active():
+        raise SelfAdaptError("--freeze-backbone trains a head on cached features, which one process does in seconds: "
+                             "run it without torchrun (or train the whole network, without --freeze-backbone)")
     loaded = load_backbone(config.model.model)
     extractor = loaded.extractor()
     model_key = module_digest(extractor)

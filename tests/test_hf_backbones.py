@@ -245,6 +245,24 @@ def test_offline_without_the_model_in_the_cache_is_one_line_naming_how_to_get_it
     assert not (tmp_path / "e.npz").exists()
 
 
+def test_a_hub_model_in_the_cache_loads_offline(models, tmp_path):
+    """The hub's cache layout (models--ORG--NAME/snapshots/REV/, refs/main), filled from a saved
+    tiny model as `hf download` leaves it: loaded with the hub off."""
+    snapshot = tmp_path / "hf" / "hub" / "models--tiny--dinov2" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    for file in models["dinov2"].iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "SELFADAPT_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "selfadapt", "embed", "--model", "hf:tiny/dinov2", "--dataset",
+                             "digits", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "e.npz")], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "e.npz") as npz:
+        assert npz["X"].shape == (1297, 32) and json.loads(str(npz["info"]))["model"] == "hf:tiny/dinov2"
+
+
 def test_a_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(SelfAdaptError, match=r"pip install 'selfadapt\[hf\]'"):

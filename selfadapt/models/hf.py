@@ -221,10 +221,10 @@ class LoadedBackbone:
 
 def build_hf_model(name: str, *, num_classes: int, in_channels: int = 3) -> HFClassifier:
     """``hf:ID_OR_FOLDER`` with a fresh linear head of ``num_classes`` outputs, for [0, 1] images."""
-    loaded = load_backbone(name)
     if in_channels not in (1, 3):
         raise SelfAdaptError(f"{name} takes RGB or grey images; this data has {in_channels} channels "
                              "(feature vectors? they need --model linear or mlp)")
+    loaded = load_backbone(name)
     return HFClassifier(loaded.input, loaded.backbone, int(num_classes), loaded.source)
 
 
@@ -233,13 +233,13 @@ def load_backbone(name: str) -> LoadedBackbone:
     source = hf_source(name)
     transformers = _transformers()
     with _quiet(transformers):
-        where, local = _locate(source)
-        config = _load(transformers.AutoConfig, source, where, local, "the model's config.json")
+        where, folder = _locate(source)
+        config = _load(transformers.AutoConfig, source, where, folder, "the model's config.json")
         model_class = _vision_class(transformers, config, source)
-        processor = _load(transformers.AutoImageProcessor, source, where, local, "its image processor "
+        processor = _load(transformers.AutoImageProcessor, source, where, folder, "its image processor "
                           "(preprocessor_config.json)")
         extra = {"add_pooling_layer": False} if config.model_type in CLASS_TOKEN_MODELS else {}
-        model = _load(model_class, source, where, local, "its weights", dtype=torch.float32, **extra)
+        model = _load(model_class, source, where, folder, "its weights", dtype=torch.float32, **extra)
     geometry = Geometry.of(processor)
     channels = int(getattr(getattr(model, "config", config), "num_channels", 3) or 3)
     model.eval()
@@ -286,8 +286,8 @@ def _quiet(transformers):
 
 
 def _locate(source: str) -> tuple[str, bool]:
-    """``(what from_pretrained gets, whether it is on this machine)``: a folder, a cached hub id, or
-    a hub id to fetch. A missing folder or a malformed id is an error here."""
+    """``(what from_pretrained gets, whether it is a folder)``: a folder or a hub id (cached or
+    not). A missing folder or a malformed id is an error here."""
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -296,15 +296,13 @@ def _locate(source: str) -> tuple[str, bool]:
         return str(path), True
     if source.startswith((".", "/", "~")) or os.sep + os.sep in source or path.exists():
         raise SelfAdaptError(f"hf:{source}: no such folder (a hub id looks like facebook/dinov2-small)")
-    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(source)
     except HFValidationError:
         raise SelfAdaptError(f"hf:{source} is neither a folder nor a hub model id (like facebook/dinov2-small)") from None
-    cached = try_to_load_from_cache(source, "config.json")
-    return source, isinstance(cached, str)
+    return source, False
 
 
 def _offline() -> bool:
@@ -321,20 +319,24 @@ def how_to_get(source: str) -> str:
             "--model hf:FOLDER")
 
 
-def _load(cls, source: str, where: str, local: bool, what: str, **kwargs):
-    """``cls.from_pretrained`` from the folder or cache, else from the hub; failures as one line."""
+def _load(cls, source: str, where: str, folder: bool, what: str, **kwargs):
+    """``cls.from_pretrained`` from the folder or the local cache first, else from the hub (when it
+    may be reached); failures as one line."""
     try:
-        if local:
-            return cls.from_pretrained(where, local_files_only=True, **kwargs)
-        if _offline():
-            raise SelfAdaptError(f"hf:{source} is not in the Hugging Face cache and the hub is off (HF_HUB_OFFLINE): "
-                                 + how_to_get(source))
+        return cls.from_pretrained(where, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        if folder:
+            raise SelfAdaptError(f"hf:{source}: cannot load {what}: {_first_line(e)}") from None
+    if _offline():
+        raise SelfAdaptError(f"hf:{source} is not in the Hugging Face cache and the hub is off (HF_HUB_OFFLINE): "
+                             + how_to_get(source))
+    try:
         return cls.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as e:
-        raise SelfAdaptError(_load_failure(e, source, local, what)) from None
+        raise SelfAdaptError(_load_failure(e, source, what)) from None
 
 
-def _load_failure(error: Exception, source: str, local: bool, what: str) -> str:
+def _load_failure(error: Exception, source: str, what: str) -> str:
     """One line for a failed ``from_pretrained``: the hub's own answer (transformers raises it as
     the cause of an ``OSError``) where there is one."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
@@ -347,9 +349,7 @@ def _load_failure(error: Exception, source: str, local: bool, what: str) -> str:
                 "download it elsewhere: " + how_to_get(source))
     if isinstance(cause, RepositoryNotFoundError):
         return f"hf:{source}: no such model on the Hugging Face hub (check the id; a private one needs `hf auth login`)"
-    if local:
-        return f"hf:{source}: cannot load {what}: {_first_line(error)}"
-    return (f"hf:{source} is not in the Hugging Face cache and the hub cannot be reached ({_first_line(error)[:80]}): "
+    return (f"hf:{source} ({what}) is not in the Hugging Face cache and the hub cannot be reached ({_first_line(error)[:80]}): "
             + how_to_get(source))
 
 
