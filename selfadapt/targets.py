@@ -77,16 +77,16 @@ class TargetStore(nn.Module):
     @torch.no_grad()
     def update(self, index: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         """Move the targets of ``index`` towards ``prediction`` and return the new rows."""
-        local_index = index
+        local_index = index = torch.as_tensor(index, device=self.values.device)
         index = distributed.all_gather_rows(index)
         prediction = distributed.all_gather_rows(prediction.detach()).float()
         # in float32, rounded once to the table's dtype (a bfloat16 table would otherwise round every term)
-        moved = self.values[index].float()  # a gathered copy (never a view of the table), updated in place
+        moved = self.values.index_select(0, index).float()  # a gathered copy (never a view), updated in place
         moved = moved.mul_(self.momentum).add_(prediction, alpha=1.0 - self.momentum)
         if self.normalize:
             moved = torch.nn.functional.normalize(moved, dim=1)
         self.values[index] = moved.to(self.values.dtype)
-        return self.values[local_index]
+        return self.values.index_select(0, local_index)
 
 
 def find_target_stores(module: nn.Module) -> dict[str, TargetStore]:

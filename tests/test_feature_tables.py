@@ -23,8 +23,8 @@ def test_a_large_table_gets_batches_epochs_and_a_table_dtype_sized_by_it(tmp_pat
     np.savez(tmp_path / "t.npz", X=np.zeros((rows, 4), np.float32), y=np.arange(rows) % 7)
     assert table_shape(str(tmp_path / "t.npz")) == (rows, 7) and table_shape(str(tmp_path / "missing.npz")) == (0, 0)
     defaults = finder_defaults(f"features:{tmp_path / 't.npz'}", "cpu")
-    assert defaults == {"model": "linear", "augment": "none", "batch_size": 512, "epochs": 30, "optimizer": "adam",
-                        "lr": 0.000707}
+    assert defaults == {"model": "linear", "augment": "none", "batch_size": 2048, "epochs": 17, "optimizer": "adam",
+                        "lr": 0.001414}
     assert table_defaults(1_000_000, 1000)["sat_table_dtype"] == "bfloat16"  # a float32 table would be 4 GB
     assert "sat_table_dtype" not in table_defaults(1_000_000, 100) and table_defaults(1_000_000, 10)["epochs"] == 4
 
