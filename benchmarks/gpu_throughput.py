@@ -193,6 +193,7 @@ def time_engine(args, config: RunConfig, device: str, workdir: Path, *, profile_
     start = time.perf_counter()
     history = trainer.fit()
     wall = time.perf_counter() - start
+    run.close()
     out = {"epoch_train_seconds": [r["train_seconds"] for r in history],
            "epoch_seconds_with_evaluation": [r["seconds"] for r in history], "fit_seconds": wall,
            **rates(len(parts.data.labels), [r["train_seconds"] for r in history])}
@@ -201,6 +202,7 @@ def time_engine(args, config: RunConfig, device: str, workdir: Path, *, profile_
         trainer = Trainer(parts.model, parts.objective, parts.train_loader, longer.engine,
                           evaluators=parts.evaluators, eval_data=parts.eval_data, run=RunDir(workdir, longer.to_dict()))
         trainer.fit()
+        trainer.run.close()
         out["profile"] = json.loads((workdir / "profile.json").read_text())["epochs"][-1]
     return out, (parts, trainer)
 

@@ -122,7 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_core_commands(commands) -> None:
+    _add_train(commands)
+    _add_bench(commands)
+    _add_eval(commands)
+    commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
+    commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
+    commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
 
+
+
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one run (resumes when --out holds it)",
                                 description="Train one run. Defaults are the paper's CIFAR-10 protocol "
                                             "(ResNet-34, 200 epochs, batch 256, SGD lr 0.1 cosine, SAT).",
@@ -131,6 +141,8 @@ def _add_core_commands(commands) -> None:
     add_run_flags(train)
     train.set_defaults(func=cmd_train)
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="run a grid of runs from a TOML file (any setting as an axis)")
     bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml, or a preset's name")
     bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
@@ -147,6 +159,8 @@ def _add_core_commands(commands) -> None:
                                         "tensorboard, mlflow, wandb, csv (comma-separated); default the grid's logger")
     bench.set_defaults(func=cmd_bench)
 
+
+def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a trained run (its directory or checkpoint)")
     evaluate.add_argument("checkpoint", metavar="RUN", help="run directory or checkpoint.pt")
     evaluate.add_argument("--evaluators", default=None,
@@ -158,10 +172,6 @@ def _add_core_commands(commands) -> None:
                           help="attack a fixed subset of N test images (seed 0; robust_subset and autoattack_n_ex)")
     evaluate.add_argument("--eps", type=float, default=None, help="L-inf radius of the attacks (robust_eps)")
     evaluate.set_defaults(func=cmd_eval)
-
-    commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
-    commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
-    commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
 
 
 class Parser(argparse.ArgumentParser):

@@ -22,6 +22,7 @@ from selfadapt.data.augment import Augment
 from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt
 from selfadapt.data.files import default_data_dir
 from selfadapt.data.human_labels import find_human_labels_file, load_human_labels
+from selfadapt.data.label_overrides import read_label_overrides
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.registry import load_dataset, load_unlabeled_split
 from selfadapt.data.splits import class_balanced_subset
@@ -126,6 +127,7 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
 def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
     dataset = load_dataset(data.dataset, data.data_dir, skip_unreadable=data.skip_unreadable)
+    overrides = read_label_overrides(data.labels_from, dataset) if data.labels_from else None
     for flag, wanted, split in (("--subset", data.subset, dataset.train), ("--test-subset", data.test_subset,
                                                                              dataset.test)):
         if wanted is not None and wanted > len(split):
@@ -147,6 +149,8 @@ def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
         num_classes=dataset.num_classes, dataset=data.dataset, coarse_labels=dataset.coarse_train_labels,
         variant=data.noise_variant if data.noise != "human" else None,
         source_index=train.source_index, human_labels=human, mean=dataset.mean, std=dataset.std)
+    if overrides is not None:
+        labels = overrides.apply(labels, train.source_index, verbose=verbose)
     if verbose and data.noise != "none":
         what = "images corrupted" if data.noise in INPUT_CORRUPTIONS else "labels wrong"
         print(f"{data.noise} noise (rate {data.noise_rate}, seed {data.noise_seed}): "

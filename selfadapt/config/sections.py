@@ -85,6 +85,9 @@ class DataSettings:
     noise_variant: str | None = setting(None, "variant of the corruption: the CIFAR-N label set for human noise "
                                               "(aggre, worse, random1..3, noisy; default worse), or CIFAR-100 "
                                               "asymmetric superclass (default) or index-blocks (the literature's)")
+    labels_from: str | None = setting(None, "corrected labels laid over the training labels (after any --noise): "
+                                            "a review.csv from `selfadapt review`, or apply-review's changes.csv "
+                                            "or path,label CSV")
 
 
 @dataclass

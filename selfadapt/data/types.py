@@ -174,7 +174,7 @@ class LoadOptions:
 
     download: bool = True
     skip_unreadable: bool = False
-    data_dir_given: bool = False      # the user named the folder: look nowhere else
+    data_dir_given: bool = False      # the user named the folder (a system copy elsewhere is then said)
 
 
 @dataclass(frozen=True)

@@ -80,29 +80,37 @@ def run_grid(path: str | Path, out: str | Path, *, jobs: int = 1, launcher: str 
             lock.acquire()
         lock.announce()
         atomic_write_bytes(out / "grid.toml", grid.path.read_bytes())
-        todo = _todo(grid, states)
-        workers = min(jobs, max(len(todo), 1))
-        threads = max(1, torch.get_num_threads() // workers)
-        results = _train_all(todo, out, workers, threads, len(grid.runs)) if cluster is None else \
-            train_as_jobs(todo, out, cluster, len(grid.runs), _train_one)
-        failed = _collect(results, len(grid.runs))
-        write_json(out / "failed.json", failed)
         command = f"selfadapt bench {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
         command += (f" --jobs {jobs}" if jobs > 1 else "") + (f" --launcher {launcher}" if launcher != "local" else "")
-        _record_invocation(out, grid, command, workers, threads, trained=len(todo),
-                           seconds=time.perf_counter() - started)
+        failed = _train_grid(grid, out, _todo(grid, states), jobs, cluster, command, started)
         aggregate(out, reports)
         if loggers:
             log_grid(grid, out, loggers)
     finally:
         lock.release()
+    _raise_failures(failed, grid, out)
+    return out
+
+
+def _train_grid(grid: Grid, out: Path, todo: list, jobs: int, cluster, command: str, started: float) -> dict:
+    """Train the runs left, say how each ends, record the invocation; the failed runs' messages."""
+    workers = min(jobs, max(len(todo), 1))
+    threads = max(1, torch.get_num_threads() // workers)
+    results = _train_all(todo, out, workers, threads, len(grid.runs)) if cluster is None else \
+        train_as_jobs(todo, out, cluster, len(grid.runs), _train_one)
+    failed = _collect(results, len(grid.runs))
+    write_json(out / "failed.json", failed)
+    _record_invocation(out, grid, command, workers, threads, trained=len(todo), seconds=time.perf_counter() - started)
+    return failed
+
+
+def _raise_failures(failed: dict, grid: Grid, out: Path) -> None:
     if failed:
         name, message = next(iter(failed.items()))
         same = sum(m == message for m in failed.values())
         raise SelfAdaptError(f"{len(failed)} of {len(grid.runs)} runs failed; {name}"
                              + (f" and {same - 1} more" if same > 1 else "") + f": {message} "
                              f"({out / 'results.md'} lists every failed run)")
-    return out
 
 
 def _cluster(launcher: str, out: Path, resources):

@@ -149,13 +149,12 @@ class SelfAdaptiveTraining(nn.Module):
             raise self._outside(index) from None
 
     def _check_index(self, index: torch.Tensor) -> None:
-        """A negative index would silently read another sample's target: refuse it. On the CPU at
-        once; on a GPU the device asserts it asynchronously (no wait)."""
-        if index.device.type == "cpu":
-            if len(index) and int(index.min()) < 0:
-                raise self._outside(index)
-        else:
+        """A negative index would silently read another sample's target: refuse it, without waiting
+        for the device (on a GPU the assertion fails asynchronously, as a device-side assert)."""
+        try:
             torch._assert_async((index >= 0).all(), "negative dataset index passed to SelfAdaptiveTraining")
+        except RuntimeError:
+            raise self._outside(index) from None
 
     def _outside(self, index: torch.Tensor) -> SelfAdaptError:
         outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
