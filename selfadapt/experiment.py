@@ -33,6 +33,7 @@ from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData, Evaluator
 from selfadapt.evaluators.registry import build_evaluators, resolve_evaluator_options
+from selfadapt.frozen_backbone import freeze_backbone, head_model
 from selfadapt.models import build_model, model_width
 from selfadapt.objectives.base import Objective
 from selfadapt.objectives.method import Method, MethodContext
@@ -82,6 +83,7 @@ class PreparedData:
     noise: object                 # NoiseRecord, over the training split before the validation split is held out
     val: Split | None = None
     unlabeled: torch.Tensor | None = None  # extra training images without labels (--unlabeled), after `images`
+    pictures: torch.Tensor | None = None   # the training images where `images` holds their features (--freeze-backbone)
 
     @property
     def training_images(self) -> torch.Tensor:
@@ -171,7 +173,7 @@ def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
 def model_factory(config: RunConfig, dataset: Dataset, method: Method):
     """A function building a fresh model with the outputs ``method`` needs for the data set's classes."""
     def build():
-        return build_model(config.model.model, num_classes=method.outputs(dataset.num_classes),
+        return build_model(head_model(config), num_classes=method.outputs(dataset.num_classes),
                            in_channels=dataset.in_channels, image_size=dataset.image_size, mean=dataset.mean,
                            std=dataset.std, width=config.model.width, dropout=config.model.dropout)
     return build
@@ -202,6 +204,8 @@ class RunParts:
 def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunParts:
     """Load the data and build model, objective, loaders and evaluators (nothing is written)."""
     data = prepare_data(config, verbose=verbose)
+    if config.model.freeze_backbone:
+        data = freeze_backbone(config, data, device, verbose=verbose)
     method = get_method(config.method.method)
     configure_determinism(config, device)
     torch.manual_seed(config.model.seed)

@@ -72,7 +72,10 @@ def top_suspects(targets: torch.Tensor, given_labels: torch.Tensor, k: int) -> L
     scores = ranking_scores(targets, given_labels)
     labelled = torch.nonzero(given_labels.to(scores.device) >= 0).squeeze(1)
     order = labelled[torch.argsort(scores[labelled], descending=True, stable=True)][:k]
-    confidence, suggested = targets[order].max(dim=1)
+    if 4 * len(order) < len(targets):  # a few rows: gather them
+        confidence, suggested = targets[order].max(dim=1)
+    else:  # most rows: no gathered copy of the table
+        confidence, suggested = (column[order] for column in targets.max(dim=1))
     return LabelIssues(order, given_labels.to(order.device)[order], suggested, confidence)
 
 

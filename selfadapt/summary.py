@@ -4,19 +4,51 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from selfadapt.label_errors import label_issue_scores, suspected_label_errors
+from selfadapt.engine.rundir import atomic_write
 from selfadapt.targets import find_target_stores, label_distribution_store
 
 
 def save_targets(objective, folder: Path) -> None:
     """Each target store of ``objective`` as ``.npy``: the label distributions (or the only store)
-    as ``targets.npy``, any other as ``targets-<name>.npy``."""
+    as ``targets.npy``, any other as ``targets-<name>.npy``; float32, or float16 for a half-precision
+    table (``sat_table_dtype``: half the bytes of a table that may hold a billion values)."""
     stores = find_target_stores(objective)
     main = label_distribution_store(objective) or (next(iter(stores.values())) if len(stores) == 1 else None)
     for name, store in stores.items():
-        file = "targets.npy" if store is main else f"targets-{name}.npy"
-        np.save(folder / file, store.values.float().cpu().numpy())
+        half = store.values.dtype in (torch.float16, torch.bfloat16)
+        save_rows(folder / ("targets.npy" if store is main else f"targets-{name}.npy"), store.values,
+                  dtype=torch.float16 if half else torch.float32)
+
+
+def save_rows(path: Path, table: torch.Tensor, *, order: torch.Tensor | None = None, normalise: bool = False,
+              dtype: torch.dtype = torch.float32) -> None:
+    """``table`` (N x C, any float dtype, any device) as a ``.npy`` of ``dtype`` (float32 or
+    float16), written atomically in blocks of about 4M values (no copy of the whole table); with
+    ``order``, its rows in that order; with ``normalise``, every row divided by its sum (in float32).
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "t.npy"
+    >>> save_rows(path, torch.tensor([[1.0, 3.0], [2.0, 2.0]]).bfloat16(), order=torch.tensor([1, 0]), normalise=True)
+    >>> np.load(path).tolist()
+    [[0.5, 0.5], [0.25, 0.75]]
+    """
+    count = len(table) if order is None else len(order)
+    rows = max(1, (1 << 22) // max(table[0].numel() if len(table) else 1, 1))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(str(dtype).removeprefix("torch."))),
+              "fortran_order": False, "shape": (count, *table.shape[1:])}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for start in range(0, count, rows):
+                block = table[start:start + rows] if order is None else table[order[start:start + rows]]
+                block = block.float()
+                if normalise:
+                    block = block / block.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+                f.write(block.to(dtype).cpu().contiguous().numpy().data)
+    atomic_write(path, write)
 
 
 _NOT_METRICS = frozenset({"epoch", "lr", "seconds", "train_seconds", "eval_seconds"})

@@ -42,7 +42,30 @@ class TargetStore(nn.Module):
         self.momentum = float(momentum)
         self.label_distributions = label_distributions
         self.normalize = normalize
-        self.register_buffer("values", initial.detach().to(dtype).clone())
+        self.register_buffer("values", initial.detach().to(dtype=dtype, copy=True))  # one copy, never shared
+
+    @classmethod
+    def one_hot(cls, labels: torch.Tensor, num_classes: int, momentum: float, *, dtype: torch.dtype = torch.float32,
+                label_distributions: bool = True, rows: int = 65536) -> TargetStore:
+        """A store whose rows start as the one-hot of ``labels`` (a row of zeros for -1), built in
+        place: zeros in ``dtype`` with ones set in blocks of ``rows``, so construction needs the
+        table and nothing of its size besides (no int64 one-hot, no float copy; an index assignment,
+        as ``scatter_`` makes a float32 copy of a bfloat16 block on the CPU).
+
+        >>> TargetStore.one_hot(torch.tensor([1, -1]), 3, 0.9, dtype=torch.bfloat16).values
+        tensor([[0., 1., 0.],
+                [0., 0., 0.]], dtype=torch.bfloat16)
+        """
+        labels = torch.as_tensor(labels)
+        store = cls(torch.zeros(0, num_classes), momentum, dtype=dtype, label_distributions=label_distributions)
+        store.values = torch.zeros(len(labels), num_classes, dtype=dtype, device=labels.device)
+        for start in range(0, len(labels), rows):
+            block = labels[start:start + rows].long()
+            if len(block) and (block.max() >= num_classes or block.min() < -1):
+                raise ValueError(f"labels must lie in [-1, {num_classes}), got {int(block.min())}..{int(block.max())}")
+            known = torch.nonzero(block >= 0).squeeze(1)
+            store.values[start + known, block[known]] = 1
+        return store
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -54,14 +77,16 @@ class TargetStore(nn.Module):
     @torch.no_grad()
     def update(self, index: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         """Move the targets of ``index`` towards ``prediction`` and return the new rows."""
-        local_index = index
+        local_index = index = torch.as_tensor(index, device=self.values.device)
         index = distributed.all_gather_rows(index)
-        prediction = distributed.all_gather_rows(prediction.detach()).to(self.values.dtype)
-        moved = self.momentum * self.values[index] + (1.0 - self.momentum) * prediction
+        prediction = distributed.all_gather_rows(prediction.detach()).float()
+        # in float32, rounded once to the table's dtype (a bfloat16 table would otherwise round every term)
+        moved = self.values.index_select(0, index).float()  # a gathered copy (never a view), updated in place
+        moved = moved.mul_(self.momentum).add_(prediction, alpha=1.0 - self.momentum)
         if self.normalize:
             moved = torch.nn.functional.normalize(moved, dim=1)
-        self.values[index] = moved
-        return self.values[local_index]
+        self.values[index] = moved.to(self.values.dtype)
+        return self.values.index_select(0, local_index)
 
 
 def find_target_stores(module: nn.Module) -> dict[str, TargetStore]:

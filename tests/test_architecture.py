@@ -23,7 +23,7 @@ LAYERS = [
     ("selfadapt.objectives",),
     ("selfadapt.evaluators",),
     ("selfadapt.config.sections", "selfadapt.config.run", "selfadapt.engine"),
-    ("selfadapt.experiment", "selfadapt.summary", "selfadapt.plots"),
+    ("selfadapt.experiment", "selfadapt.summary", "selfadapt.plots", "selfadapt.embedding", "selfadapt.frozen_backbone"),
     ("selfadapt.grid", "selfadapt.config.flags"),
     ("selfadapt.apps", "selfadapt.integrations"),
     ("selfadapt.cli", "selfadapt.__main__"),

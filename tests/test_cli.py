@@ -35,7 +35,8 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["noise_seed"] == 0 and config["model"]["seed"] == 0 and config["data"]["data_seed"] is None
     assert config["method"]["options"] == {"sat_momentum": "auto", "sat_start_epoch": 1, "sat_holdout": 0.1,
-                                           "sat_patience": 3, "sat_width_reference": 0}
+                                           "sat_patience": 3, "sat_table_dtype": "float32",
+                                           "sat_width_reference": 0}
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]
     summary = json.loads((out / "summary.json").read_text())

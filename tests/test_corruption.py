@@ -296,7 +296,7 @@ def test_none_and_zero_rate_change_nothing():
     for kind, rate in (("none", 0.7), ("symmetric", 0.0), ("gaussian", 0.0)):
         out, y, rec = corrupt(images, labels, kind=kind, rate=rate, seed=0, num_classes=10)
         assert torch.equal(out, images) and torch.equal(y, labels)
-        assert out.data_ptr() != images.data_ptr() and y.data_ptr() != labels.data_ptr()
+        assert out is images and y.data_ptr() != labels.data_ptr()  # images untouched, not copied (a table may be GBs)
         assert len(rec.indices) == 0 and rec.realised_error_rate == 0.0 and rec.rate == 0.0
 
 

@@ -139,6 +139,7 @@ class RunConfig:
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
         self._check_feature_vectors(prefix)
+        self._check_backbone(prefix)
         method = get_method(self.method.method)
         if data.unlabeled and method.uses_labels:
             raise SelfAdaptError(f"{prefix}--unlabeled adds images without labels, which method {method.name!r} "
@@ -156,6 +157,25 @@ class RunConfig:
         if self.model.model not in VECTOR_MODELS:
             raise SelfAdaptError(f"{prefix}feature vectors take --model {' or '.join(VECTOR_MODELS)} (a network for "
                                  f"images, such as {self.model.model}, treats each feature as a 1x1 image channel)")
+
+    def _check_backbone(self, prefix: str) -> None:
+        """What a pretrained backbone, or its frozen features, cannot serve."""
+        model, hf = self.model, self.model.model.startswith("hf:")
+        problem = None
+        if model.freeze_backbone and not hf:
+            problem = "--freeze-backbone needs a pretrained backbone: --model hf:ID_OR_FOLDER"
+        elif model.head != "linear" and not model.freeze_backbone:
+            problem = "--head chooses the head on a frozen backbone's features: add --freeze-backbone"
+        elif hf and model.width is not None and model.head != "mlp":
+            problem = "a pretrained backbone has its own width: --width sets the hidden units of --head mlp only"
+        elif model.freeze_backbone and self.data.augment != "none":
+            problem = "--freeze-backbone computes each image's features once, unaugmented: add --augment none"
+        vectors = model.freeze_backbone or find_format(self.data.dataset)[0].feature_vectors
+        if problem is None and vectors and get_method(self.method.method).needs_images:
+            problem = (f"method {self.method.method} works on the images themselves, not on feature vectors"
+                       + (": drop --freeze-backbone to train the whole network" if model.freeze_backbone else ""))
+        if problem:
+            raise SelfAdaptError(f"{prefix}{problem}")
 
     @property
     def data_seed(self) -> int:

@@ -41,7 +41,7 @@ def _augmentations() -> list[str]:
 
 def _models() -> list[str]:
     from selfadapt.models.registry import model_names
-    return model_names()
+    return [*model_names(), "hf:ID_OR_FOLDER"]
 
 
 def _methods() -> list[str]:
@@ -94,7 +94,13 @@ class DataSettings:
 class ModelSettings:
     """The network and its initialisation."""
 
-    model: str = setting("resnet34", "network", choices=_models)
+    model: str = setting("resnet34", "network, or hf:ID_OR_FOLDER for a pretrained Hugging Face vision backbone",
+                         check=lambda v: v.startswith("hf:") and v != "hf:ID_OR_FOLDER" or v in _models()[:-1],
+                         choices=_models)
+    freeze_backbone: bool = setting(False, "hf: models: compute each image's features once (cached) and train only "
+                                           "the head on them (find-label-issues: on by default)")
+    head: str = setting("linear", "the head on a frozen backbone's features: linear or mlp (--width hidden units)",
+                        choices=lambda: ["linear", "mlp"])
     width: int | None = setting(None, "base width of a ResNet/CNN or hidden units of the MLP (model's default)",
                                 check=positive, must="be >= 1")
     dropout: float | None = setting(None, "dropout probability (model's default: 0.5 for vgg16-bn, else 0)",
@@ -118,6 +124,8 @@ class EngineSettings:
                           check=lambda v: 0 < v <= MAX_EPOCHS, must=f"be >= 1 (and at most {MAX_EPOCHS})")
     optimizer: str = setting("sgd", "optimiser", choices=lambda: OPTIMIZERS)
     lr: float = setting(0.1, "initial learning rate", check=positive, must="be > 0")
+    backbone_lr_scale: float = setting(0.1, "hf: models trained whole: the pretrained backbone's learning rate is "
+                                            "--lr times this (the head's is --lr)", check=positive, must="be > 0")
     momentum: float = setting(0.9, "SGD momentum", check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
     nesterov: bool = setting(False, "Nesterov momentum (SGD)")
     weight_decay: float = setting(5e-4, "L2 weight decay", check=non_negative, must="be >= 0")

@@ -155,6 +155,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
 
     ``images`` uint8 ``(N, C, H, W)``, ``labels`` integer ``(N,)`` (the clean labels), both on the
     CPU; neither is modified. ``kind="none"`` or ``rate=0`` (except ``human``) changes nothing.
+    Label corruptions return ``images`` itself (no copy: a feature table may be gigabytes).
 
     - ``dataset`` (``"cifar10"``, ``"cifar100"``, ...) picks the asymmetric mapping and is
       required for ``human``; ``coarse_labels`` ``(N,)`` are needed for CIFAR-100 asymmetric noise
@@ -184,7 +185,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
     rng = np.random.default_rng(seed)
     if kind == "none" or (rate == 0 and kind != "human"):
         record = NoiseRecord(kind, 0.0, seed, variant, np.zeros(0, np.int64), y, y.copy())
-        return images.clone(), labels.clone().long(), record
+        return images, labels.clone().long(), record
     if kind in INPUT_CORRUPTIONS:
         idx = _choose(rng, n, rate)
         out = images.detach().cpu().clone()
@@ -215,7 +216,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
         idx = np.flatnonzero(new != y).astype(np.int64)
         rate = float(np.mean(new != y)) if n else 0.0
     record = NoiseRecord(kind, float(rate), seed, variant, idx, y, new)
-    return images.clone(), torch.from_numpy(new.copy()), record
+    return images, torch.from_numpy(new.copy()), record
 
 
 def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kwargs

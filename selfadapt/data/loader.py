@@ -92,7 +92,7 @@ class DeviceLoader:
             start += size
             if self.world > 1:
                 index = torch.tensor_split(index, self.world)[self.rank]
-            images = self.images[index]
+            images = self.images.index_select(0, index)  # as images[index], about twice as fast on the CPU
             views = tuple(self._view(images, augment) for augment in self.augments)
             yield Batch(views, self.labels[index], index)
 

@@ -94,3 +94,20 @@ def build_optimizer(config: EngineSettings, parameters) -> torch.optim.Optimizer
         return LARS(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                     eta=config.lars_eta)
     raise SelfAdaptError(f"unknown optimizer {config.optimizer!r}")
+
+
+def parameter_groups(model: torch.nn.Module, objective: torch.nn.Module, backbone_lr_scale: float):
+    """What the optimiser trains: the model's and the objective's parameters; a model with a
+    pretrained backbone (``pretrained_parameters()``) gets those in a group whose learning rate is
+    ``backbone_lr_scale`` times the rest's (the engine reads ``lr_scale``).
+
+    >>> parameter_groups(torch.nn.Linear(2, 2), torch.nn.Module(), 0.1)[0].shape
+    torch.Size([2, 2])
+    """
+    everything = list(model.parameters()) + list(objective.parameters())
+    pretrained = getattr(model, "pretrained_parameters", None)
+    if pretrained is None:
+        return everything
+    backbone = {id(p) for p in pretrained()}
+    return [{"params": [p for p in everything if id(p) not in backbone], "lr_scale": 1.0},
+            {"params": [p for p in everything if id(p) in backbone], "lr_scale": backbone_lr_scale}]

@@ -45,6 +45,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` (for files
+    too large to hold in memory as bytes)."""
+    _atomic(path, write)
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

@@ -26,7 +26,7 @@ from selfadapt.batch import Progress
 from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.engine.loggers import Loggers
-from selfadapt.engine.optim import build_optimizer, learning_rate
+from selfadapt.engine.optim import build_optimizer, learning_rate, parameter_groups
 from selfadapt.engine.profiling import Profiler
 from selfadapt.engine.rundir import CHECKPOINT_FORMAT, RunDir
 from selfadapt.errors import SelfAdaptError
@@ -120,7 +120,7 @@ class Trainer:
         self.train_loader = train_loader
         self.evaluators, self.eval_data = list(evaluators), eval_data
         self.run = run
-        self.optimizer = build_optimizer(config, list(self.model.parameters()) + list(self.objective.parameters()))
+        self.optimizer = build_optimizer(config, parameter_groups(self.model, self.objective, config.backbone_lr_scale))
         self.profiler = Profiler(self.device, enabled=config.profile, path=run.path / "profile.json"
                                  if run is not None and distributed.is_main() else None)
         self.profiler.instrument(self.objective)
@@ -231,7 +231,7 @@ class Trainer:
         start = time.perf_counter()
         lr = learning_rate(self.config, epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         self.objective.train()
         sums = torch.zeros(4, device=self.device)  # loss x n, samples, correct, labelled with logits

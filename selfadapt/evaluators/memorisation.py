@@ -2,7 +2,9 @@
 the training images without augmentation (never on augmented or mixed training views)."""
 from __future__ import annotations
 
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, predict_logits, schedule_options, timing
+import torch
+
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, schedule_options, timing
 from selfadapt.targets import label_distribution_store
 
 
@@ -28,7 +30,7 @@ class Memorisation(Evaluator):
     name = "memorisation"
 
     def __call__(self, model, objective, data, epoch):
-        predicted = predict_logits(model, objective, data.train, amp=data.amp).argmax(1)
+        predicted = predicted_classes(model, objective, data.train, amp=data.amp)
         given = data.train.labels.to(predicted.device)
         labelled = given >= 0
         out = {}
@@ -44,9 +46,19 @@ class Memorisation(Evaluator):
             out["predicted_clean_share"] = (predicted[wrong] == clean[wrong]).float().mean().item()
             store = label_distribution_store(objective)
             if store is not None:
-                corrected = store.values[wrong.to(store.values.device)].argmax(1)
+                corrected = store.values.argmax(1)[wrong.to(store.values.device)]  # no copy of the table's rows
                 out["corrected_target_share"] = (corrected == clean[wrong].to(corrected.device)).float().mean().item()
         return out
+
+
+def predicted_classes(model, objective, loader, *, amp: bool = False) -> torch.Tensor:
+    """The argmax of ``objective.predict`` per sample, batch by batch (never all N x C logits at once)."""
+    out = []
+    with evaluation_mode(model, objective):
+        for batch in loader:
+            with autocast(loader.device, amp):
+                out.append(objective.predict(model, batch.x).argmax(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=loader.device)
 
 
 MemorisationOptions = schedule_options("memorisation", "memorisation curves", every=10)

@@ -14,55 +14,15 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Callable, Sequence
 
-import torch
 from torch import nn
 
 from selfadapt.errors import SelfAdaptError
+from selfadapt.models.classifier import Classifier, Normalize
 from selfadapt.models.preact_resnet import PreActResNet
 from selfadapt.models.resnet import ResNet
 from selfadapt.models.small import CNN, MLP
 from selfadapt.models.vgg import VGG
 from selfadapt.models.wide_resnet import WideResNet
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, with mean and std as buffers (saved, moved with the model).
-
-    >>> Normalize([0.5], [0.25])(torch.ones(1, 1, 2, 2)).flatten().tolist()
-    [2.0, 2.0, 2.0, 2.0]
-    """
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
-class Classifier(nn.Module):
-    """normalize -> backbone features -> linear head. Inputs are images in [0, 1] (float, N x C x H x W):
-    normalisation lives INSIDE the model so training, evaluation and adversarial attacks all see [0,1].
-
-    >>> model = Classifier(Normalize([0.5], [0.5]), MLP(in_channels=1, image_size=8, hidden=32), num_classes=3)
-    >>> model(torch.rand(2, 1, 8, 8)).shape
-    torch.Size([2, 3])
-    """
-
-    def __init__(self, normalize: Normalize, backbone: nn.Module, num_classes: int):
-        super().__init__()
-        self.normalize = normalize
-        self.backbone = backbone
-        self.feature_dim: int = backbone.feature_dim
-        self.head = nn.Linear(self.feature_dim, num_classes)
-
-    def features(self, x):
-        """Penultimate features, N x ``feature_dim`` (for linear probes and self-supervised work)."""
-        return self.backbone(self.normalize(x))
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)
@@ -113,6 +73,8 @@ def model_width(name: str, width: int | None = None) -> int | None:
     >>> model_width("resnet18"), model_width("mlp", 32), model_width("linear")
     (64, 32, None)
     """
+    if name.startswith("hf:"):  # a pretrained backbone: its width is its own; the frozen MLP head's is --width
+        return width
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     if MODELS[name].width is None:
@@ -134,7 +96,12 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
 
     >>> build_model("vgg16-bn", num_classes=10, width=8).backbone.features[-1].p
     0.5
+
+    ``hf:ID_OR_FOLDER`` is a pretrained Hugging Face backbone (:mod:`selfadapt.models.hf`).
     """
+    if name.startswith("hf:"):
+        from selfadapt.models.hf import build_hf_model
+        return build_hf_model(name, num_classes=num_classes, in_channels=in_channels)
     if name not in MODELS:
         raise SelfAdaptError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     spec = MODELS[name]

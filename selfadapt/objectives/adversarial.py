@@ -152,13 +152,13 @@ EVALUATORS = ("accuracy", "pgd")
 
 METHODS = [
     Method("trades", "TRADES adversarial training (Zhang et al., 2019)", lambda ctx, o: TRADES(
-        CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS),
+        CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS, needs_images=True),
     Method("trades-sat", "TRADES with SAT's loss as the natural term (targets from clean predictions)",
            lambda ctx, o: TRADES(_sat(ctx, o), beta=o.trades_beta, **_attack(o)), TRADESSATOptions, SAT_DEFAULTS,
-           evaluators=EVALUATORS, validate=_sat_starts_in_time),
+           evaluators=EVALUATORS, needs_images=True, validate=_sat_starts_in_time),
     Method("pgd-at", "PGD adversarial training (Madry et al., 2018)", lambda ctx, o: PGDAdversarialTraining(
-        CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS),
+        CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS, needs_images=True),
     Method("pgd-at-sat", "PGD-AT with SAT's loss on the adversarial examples (targets from clean predictions)",
            lambda ctx, o: PGDAdversarialTraining(_sat(ctx, o), **_attack(o)), PGDATSATOptions, SAT_DEFAULTS,
-           evaluators=EVALUATORS, validate=_sat_starts_in_time),
+           evaluators=EVALUATORS, needs_images=True, validate=_sat_starts_in_time),
 ]

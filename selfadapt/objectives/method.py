@@ -70,6 +70,7 @@ class Method:
     validate: Callable[[Any, Any], str | None] | None = None  # (options, RunConfig) -> problem or None
     # (options, RunConfig, Dataset) -> one augmentation per view; None: --augment for every view
     augment: Callable[[Any, Any, Any], list] | None = None
+    needs_images: bool = False                            # True: works on pixels (views, attacks), not feature vectors
 
     @property
     def option_names(self) -> tuple[str, ...]:

@@ -86,8 +86,7 @@ class SelfAdaptiveTraining(nn.Module):
             chosen = -1.0  # chosen with the start epoch
         else:
             chosen = momentum_for(epochs - self.fixed_start, residue)
-        self.store = TargetStore(F.one_hot(labels, num_classes), max(chosen, 0.0), dtype=dtype,
-                                 label_distributions=True)
+        self.store = TargetStore.one_hot(labels, num_classes, max(chosen, 0.0), dtype=dtype)
         self.register_buffer("given_labels", labels.clone())
         # the momentum in use (-1: not chosen yet) and the last epoch a batch was seen in (-1: none)
         self.register_buffer("schedule", torch.tensor([chosen, -1.0], dtype=torch.float64))
@@ -236,6 +235,9 @@ def width_scaled(momentum: float, start_epoch: int, width: int, reference: int =
     return momentum ** (1.0 / factor), int(start_epoch * factor)
 
 
+TABLE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 @dataclass
 class SATMomentumOption:
     """SAT's target momentum, declared once for every method built on SAT's targets."""
@@ -262,6 +264,9 @@ class SATScheduleOptions(SATMomentumOption):
 
 @dataclass
 class SATOptions(SATScheduleOptions):
+    sat_table_dtype: str = setting("float32", "dtype of the N x C target table: float32, or bfloat16 / float16 at half "
+                                              "the memory (updates computed in float32, stored rounded)",
+                                   choices=lambda: list(TABLE_DTYPES))
     sat_width_reference: int = setting(
         0, "double-descent width rule: momentum and start epoch hold at this model width and are rescaled "
            "to the run's width by width_scaled (0: off)", check=lambda w: w >= 0, must="be >= 0")
@@ -306,7 +311,8 @@ def _build_sat(ctx, o: SATOptions, sce_weights=None):
     momentum, start = momentum_and_start(o, ctx.width)
     return LogitLoss(SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=momentum, start_epoch=start,
                                           sce_weights=sce_weights, epochs=ctx.epochs, holdout=o.sat_holdout,
-                                          patience=o.sat_patience, seed=ctx.seed))
+                                          patience=o.sat_patience, seed=ctx.seed,
+                                          dtype=TABLE_DTYPES[o.sat_table_dtype]))
 
 
 METHODS = [

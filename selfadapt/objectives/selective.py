@@ -174,7 +174,7 @@ class SATSelective(AbstainObjective):
             raise ValueError(f"the entropy weight must be >= 0, got {entropy_weight}")
         labels = torch.as_tensor(labels, dtype=torch.long)
         self.entropy_weight = float(entropy_weight)
-        self.store = TargetStore(F.one_hot(labels, num_classes), momentum, dtype=dtype, label_distributions=True)
+        self.store = TargetStore.one_hot(labels, num_classes, momentum, dtype=dtype)
 
     @property
     def targets(self) -> torch.Tensor:

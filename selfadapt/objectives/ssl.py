@@ -371,7 +371,7 @@ def _simclr(ctx, o):
                   temperature=o.simclr_temperature)
 
 
-_SSL = dict(views=2, uses_labels=False, evaluators=("knn", "linear-probe"), augment=_views_of)
+_SSL = dict(views=2, uses_labels=False, evaluators=("knn", "linear-probe"), augment=_views_of, needs_images=True)
 METHODS = [
     Method("ssl-sat", "self-supervised SAT: per-image moving-average unit targets (our reconstruction of "
                       "Huang et al., TPAMI 2022; their code is not published)", _ssl_sat, SSLSATOptions, **_SSL),

@@ -5,6 +5,12 @@ its given label is flagged, ranked by the target's confidence. No cross-validati
 Every sample also gets a score, ``1 - t[given]`` (``label_scores.csv``), to review the K most
 suspicious ones (``--top K``). With no SAT flag the start epoch and momentum are chosen
 automatically (:mod:`selfadapt.objectives.auto_start`).
+
+``pred_probs.npy`` holds the targets (rows normalised to sum 1, float32) in the row order of
+``label_scores.csv``, whose ``given_label`` column are the matching labels, so cleanlab can read
+them: ``cleanlab.filter.find_label_issues(labels, pred_probs)`` or ``Datalab.find_issues(pred_probs=...)``.
+They are SAT's in-sample corrected label distributions, not the out-of-sample predicted
+probabilities cleanlab's theory assumes (each sample trained on its own target).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import torch
 
 from selfadapt.apps.command import Command
 from selfadapt.apps.noisy_labels.listing import frequent_pairs, write_label_issues_csv
+from selfadapt.apps.noisy_labels.tables import table_defaults, table_shape
 from selfadapt.apps.noisy_labels.tiles import plot_label_issues
 from selfadapt.config.flags import add_run_flags, flag, run_config_from
 from selfadapt.config.run import RunConfig
@@ -25,6 +32,7 @@ from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import resolve_device, train_run
 from selfadapt.label_errors import ranking_quality, ranking_scores, suspected_label_errors, top_suspects
 from selfadapt.objectives.sat import too_few_updates
+from selfadapt.summary import save_rows
 from selfadapt.targets import label_distribution_store
 
 FINDER_METHODS = ("sat", "sat-sce")
@@ -54,15 +62,19 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     listed = flagged if top is None else top_suspects(targets, given, top)
     where = dict(source_index=train.source_index, classes=classes, files=train.files)
     count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
-    write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
-    images = data.images.dtype == torch.uint8  # feature vectors have no picture
-    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png") if images else None
+    ranked = top_suspects(targets, given, len(given))
+    write_label_issues_csv(out / "label_scores.csv", ranked, **where, scores=scores)
+    save_rows(out / "pred_probs.npy", targets, order=ranked.index, normalise=True)  # cleanlab's input, same rows
+    pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
+    images = pictures.dtype == torch.uint8  # feature vectors have no picture
+    picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png") if images else None
 
     start = getattr(result.objective.loss, "auto", None)
     bound = None if start is None or start.best_accuracy < 0 else 1.0 - start.best_accuracy
     warnings = trust_warnings(result.objective.loss, summary, data.labels, flagged, classes, bound)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
                    label_issues_flagged=len(flagged.index), label_scores_file="label_scores.csv",
+                   pred_probs_file="pred_probs.npy",
                    label_issues_warnings=warnings, label_error_share_bound=bound)
     if start is not None:
         summary["sat_start_reason"] = start.describe()
@@ -78,6 +90,8 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
           f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
           + (f" (the {count} most suspicious)" if top is not None else ""))
     print(f"every sample's score -> {out / 'label_scores.csv'}" + (f"; tiles -> {picture}" if picture else ""))
+    print(f"SAT's targets as cleanlab's pred_probs -> {out / 'pred_probs.npy'} (rows in label_scores.csv's order; "
+          "in-sample targets, not out-of-sample probabilities)")
     if start is not None:
         print(summary["sat_start_reason"])
     if bound is not None:
@@ -99,18 +113,25 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
 CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
 
 
-def finder_defaults(dataset: str | None, device: str | None) -> dict:
+def finder_defaults(dataset: str | None, device: str | None, model: str | None = None) -> dict:
     """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
     GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
-    and a linear model without augmentation for feature vectors.
+    a linear model without augmentation for feature vectors (a large table's batches and epochs
+    sized by it, :func:`~selfadapt.apps.noisy_labels.tables.table_defaults`), and a pretrained
+    backbone frozen, its features computed once (``--freeze-backbone``, no augmentation).
 
     >>> finder_defaults("features:emb.npz", "cpu")
     {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    >>> finder_defaults("imagefolder:photos", "cpu", "hf:facebook/dinov2-small")["freeze_backbone"]
+    True
     """
     base = RunConfig.from_flat({})
     defaults = {}
     if (dataset or base.data.dataset).lower().startswith("features:"):
         defaults.update(model="linear", augment="none")
+        defaults.update(table_defaults(*table_shape(dataset.split(":", 1)[1])))
+    if (model or "").startswith("hf:"):
+        defaults.update(freeze_backbone=True, augment="none")
     if resolve_device(device or base.engine.device) == "cpu":
         for key, value in CPU_DEFAULTS.items():
             defaults.setdefault(key, value)
@@ -161,7 +182,9 @@ def _classes_mostly_flagged(labels, flagged, classes: list[str]) -> list[str]:
 
 DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
                "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
-               "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none. "
+               "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none (a table of "
+               "50,000 rows or more: larger batches, Adam, fewer epochs); with --model hf:ID_OR_FOLDER "
+               "--freeze-backbone --augment none. "
                "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
 
 
@@ -174,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    defaults = {} if args.preset else finder_defaults(args.dataset, args.device)
+    defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.model)
     used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
     if used:
         print("find-label-issues defaults: " + " ".join(f"{flag(k)} {v}" for k, v in used.items()))

@@ -55,9 +55,26 @@ def load_features(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
         test = ImageSet(torch.from_numpy(x_test)[:, :, None, None], torch.from_numpy(y_test), torch.arange(len(y_test)))
     else:
         test = ImageSet(train.images[:0], train.labels[:0], torch.arange(0))
-    std = x.std(axis=0)
-    return Dataset(f"features:{path}", train, test, names or [str(c) for c in range(num_classes)],
-                   tuple(x.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+    mean, std = feature_stats(train.images[:, :, 0, 0])
+    return Dataset(f"features:{path}", train, test, names or [str(c) for c in range(num_classes)], mean, std)
+
+
+def feature_stats(x: torch.Tensor, rows: int = 16384) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-column mean and standard deviation of N x D features, summed in float64 over blocks of
+    ``rows`` (no copy of ``x``, which may be gigabytes); a constant column gets std 1.
+
+    >>> feature_stats(torch.tensor([[1.0, 2.0], [3.0, 2.0]]))
+    ((2.0, 2.0), (1.0, 1.0))
+    """
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), rows):
+        block = x[start:start + rows].double()
+        total += block.sum(0)
+        squares += block.square().sum(0)
+    mean = total / max(len(x), 1)
+    std = (squares / max(len(x), 1) - mean.square()).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(torch.where(std > 0, std, torch.ones_like(std)).tolist())
 
 
 def _read_npz(file: Path) -> dict[str, np.ndarray]:
@@ -75,16 +92,20 @@ def _read_npz(file: Path) -> dict[str, np.ndarray]:
 
 
 def _vectors(x: np.ndarray, where: str) -> np.ndarray:
+    """``x`` as contiguous float32, checked in blocks of rows (a mask of the whole table would be N x D)."""
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise SelfAdaptError(f"{where} must be a 2-d array of real numbers (N x D), got {x.dtype} {x.shape}")
-    bad = ~np.isfinite(x).all(axis=1)
+    blocks = range(0, len(x), 16384)
+    bad = np.concatenate([~np.isfinite(x[a:a + 16384]).all(axis=1) for a in blocks] or [np.zeros(0, bool)])
     if bad.any():
         raise SelfAdaptError(f"{where} row {int(np.argmax(bad))} holds NaN or infinite values "
                              f"({int(bad.sum())} such row(s))")
-    huge = (np.abs(x) > np.finfo(np.float32).max).any(axis=1)
-    if huge.any():
-        raise SelfAdaptError(f"{where} row {int(np.argmax(huge))} holds values beyond float32's range "
-                             f"(|x| > {np.finfo(np.float32).max:.3g}; {int(huge.sum())} such row(s)): rescale them")
+    if x.dtype.itemsize > 4 or not np.issubdtype(x.dtype, np.floating):  # float32 and narrower always fit
+        limit = np.finfo(np.float32).max
+        huge = np.concatenate([(np.abs(x[a:a + 16384]) > limit).any(axis=1) for a in blocks] or [np.zeros(0, bool)])
+        if huge.any():
+            raise SelfAdaptError(f"{where} row {int(np.argmax(huge))} holds values beyond float32's range "
+                                 f"(|x| > {limit:.3g}; {int(huge.sum())} such row(s)): rescale them")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
