@@ -152,13 +152,13 @@ class _opened:
 
 
 def _bomb_text(pixels: int, detail: str = "") -> str:
-    return (f"declares {detail}{pixels:,} pixels, more than the {MAX_PIXELS:,} decoded safely "
-            "(a decompression bomb?); not decoded")
+    return (f"a decompression bomb? its header declares {detail}{pixels:,} pixels, more than the "
+            f"{MAX_PIXELS:,} decoded safely; not decoded")
 
 
 def _bomb_message(error: Exception) -> str:
     numbers = re.findall(r"\d+", str(error))
-    return _bomb_text(int(numbers[0])) if numbers else f"is a decompression bomb ({error})"
+    return _bomb_text(int(numbers[0])) if numbers else f"a decompression bomb? ({error})"
 
 
 def _reason(error: Exception, source) -> str:
@@ -171,10 +171,10 @@ def _reason(error: Exception, source) -> str:
         except OSError as e:
             return e.strerror or str(e)
     if empty:
-        return "is empty (0 bytes)"
+        return "empty file (0 bytes)"
     text = str(error) or type(error).__name__
     if text.startswith("cannot identify image file"):
-        return "is not an image Pillow can read"
+        return "not an image Pillow can read"
     return text
 
 
