@@ -1,4 +1,4 @@
-"""The decoded image set, written once to a cache on disk and memory-mapped by every later run.
+"""The decoded image set, written once to a cache on disk and read by every later run.
 
 ``decoded_images(source, settings, cache_dir=...)`` returns the images of ``source`` decoded at
 ``settings`` (:mod:`selfadapt.data.decode`), building what the cache lacks with several worker
@@ -38,6 +38,7 @@ import re
 import shutil
 import sys
 import uuid
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from selfadapt.data.decode import DecodeError, DecodeSettings, Probe, decode, probe
-from selfadapt.data.mapped import MappedImages
+from selfadapt.data.diskimages import DiskImages
 from selfadapt.errors import SelfAdaptError
 
 __all__ = ["Decoded", "Source", "decoded_images", "default_cache_dir", "probed_images"]
@@ -67,12 +68,12 @@ class Source:
 
 @dataclass
 class Decoded:
-    """A decoded set: ``images`` (all rows, memory-mapped), ``errors`` (row -> why it could not be
+    """A decoded set: ``images`` (all rows, on disk), ``errors`` (row -> why it could not be
     decoded; those rows are zeros), rows that were ``animated``, per-row channel ``sums``
     (int64 ``(N, C, 2)``: sum and sum of squares of the pixel values), where it lives, and how many
     rows this call decoded (0 when the cache was complete)."""
 
-    images: MappedImages
+    images: DiskImages
     errors: dict[int, str]
     animated: np.ndarray
     sums: np.ndarray
@@ -159,7 +160,7 @@ class _Build:
     def run(self, workers: int | None, progress: bool) -> None:
         partial = _read_partial(self.folder)
         n = len(self.source.keys)
-        if partial is not None and _same_plan(partial["plan"], self.source):
+        if partial is not None and _same_plan(partial, self.source):
             self.id, done = partial["id"], partial["done"]
         else:
             self.id, done = uuid.uuid4().hex[:12], {}
@@ -421,7 +422,7 @@ def _read_npz(path: Path) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # absent, or half-written by a process killed before os.replace: rebuilt
 
 
@@ -479,7 +480,7 @@ def _as_decoded(folder: Path, index: dict, **counts) -> Decoded:
     info = index["info"]
     errors = {i: s[len("error:"):] for i, s in enumerate(info) if s.startswith("error:")}
     animated = np.array([s == "animated" for s in info], dtype=bool)
-    images = MappedImages(folder / index["array"], tuple(index["shape"]))
+    images = DiskImages(folder / index["array"], tuple(index["shape"]))
     return Decoded(images, errors, animated, index["sums"], folder, **counts)
 
 

@@ -1,18 +1,18 @@
-"""Batches gathered from a memory-mapped image cache, for decoded sets larger than memory.
+"""Batches gathered from the image cache on disk, for decoded sets larger than memory.
 
 :class:`StreamLoader` is a :class:`~selfadapt.data.loader.DeviceLoader` whose images stay on disk
-(:class:`~selfadapt.data.mapped.MappedImages`): the batch order, the sharding under ``torchrun``,
+(:class:`~selfadapt.data.diskimages.DiskImages`): the batch order, the sharding under ``torchrun``,
 the augmentation (on the training device, from the same generator) and the resumable state are the
-in-memory loader's own, so both yield the same batches. A background thread gathers the next
-``prefetch`` batches from the map while the model trains on this one; for CUDA it gathers into
+in-memory loader's own, so both yield the same batches. A background thread reads the next
+``prefetch`` batches from the file while the model trains on this one; for CUDA it gathers into
 pinned buffers and copies without blocking. Memory holds a few batches, whatever the set's size.
 
 ``make_loader(images, labels, ...)`` picks the loader that fits the images.
 
 >>> import tempfile, numpy as np
->>> from selfadapt.data.mapped import MappedImages
+>>> from selfadapt.data.diskimages import DiskImages
 >>> path = tempfile.mktemp(); np.arange(10 * 4, dtype=np.uint8).tofile(path)
->>> images = MappedImages(path, (10, 1, 2, 2))
+>>> images = DiskImages(path, (10, 1, 2, 2))
 >>> streamed = StreamLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
 >>> in_memory = DeviceLoader(images.load(), torch.arange(10), batch_size=4, shuffle=True, seed=0)
 >>> all(torch.equal(a.views[0], b.views[0]) for a, b in zip(streamed, in_memory))
@@ -26,20 +26,20 @@ import threading
 import torch
 
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.data.mapped import MappedImages
+from selfadapt.data.diskimages import DiskImages
 
 __all__ = ["StreamLoader", "make_loader"]
 
 
 class StreamLoader(DeviceLoader):
-    """A :class:`DeviceLoader` over :class:`MappedImages`, gathering ``prefetch`` batches ahead."""
+    """A :class:`DeviceLoader` over :class:`DiskImages`, gathering ``prefetch`` batches ahead."""
 
-    def __init__(self, images: MappedImages, labels: torch.Tensor, *, prefetch: int = 2, **kwargs):
+    def __init__(self, images: DiskImages, labels: torch.Tensor, *, prefetch: int = 2, **kwargs):
         self.prefetch = max(1, prefetch)
         super().__init__(images, labels, **kwargs)
         self._pinned = self.device.type == "cuda"
 
-    def _place(self, images: MappedImages) -> MappedImages:
+    def _place(self, images: DiskImages) -> DiskImages:
         return images  # stays on disk
 
     def __iter__(self):
@@ -113,11 +113,11 @@ def _put(ready: queue.Queue, item, stop: threading.Event) -> bool:
 
 
 def make_loader(images, labels: torch.Tensor, **kwargs) -> DeviceLoader:
-    """A :class:`StreamLoader` for :class:`MappedImages`, else a :class:`DeviceLoader` (same arguments).
+    """A :class:`StreamLoader` for :class:`DiskImages`, else a :class:`DeviceLoader` (same arguments).
 
     >>> type(make_loader(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.arange(2), batch_size=1)).__name__
     'DeviceLoader'
     """
-    if isinstance(images, MappedImages):
+    if isinstance(images, DiskImages):
         return StreamLoader(images, labels, **kwargs)
     return DeviceLoader(images, labels, **kwargs)
