@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfadapt.data.cache import decoded_images, source_folder
+from selfadapt.data.cache import decoded_images
+from selfadapt.data.cache_io import source_folder
 from selfadapt.data.collection import file_source
 from selfadapt.data.decode import DecodeSettings, decode
 from selfadapt.errors import SelfAdaptError

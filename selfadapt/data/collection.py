@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from selfadapt.data.cache import Source, decoded_images, default_cache_dir, probed_images
-from selfadapt.data.decode import IMAGE_SUFFIXES, DecodeSettings, Probe
+from selfadapt.data.cache import Source, decoded_images
+from selfadapt.data.cache_io import default_cache_dir
+from selfadapt.data.decode import IMAGE_SUFFIXES, DecodeSettings
+from selfadapt.data.probes import probed_images
 from selfadapt.errors import SelfAdaptError
 
 __all__ = ["ImageOptions", "choose_image_size", "file_source", "load_collection", "memory_budget", "scan_folder"]
@@ -103,15 +106,24 @@ def scan_folder(folder: Path, root: Path) -> tuple[list[str], list[str]]:
 
 
 def file_source(source_id: str, root: Path, keys: list[str]) -> Source:
-    """A :class:`Source` of files ``root/key``, stamped with their size and modification time."""
-    stamps = np.empty((len(keys), 2), np.int64)
-    for i, key in enumerate(keys):
-        try:
-            st = os.stat(root / key)
-        except OSError as e:
-            raise SelfAdaptError(f"cannot read image {key} in {root}: {e.strerror}") from None
-        stamps[i] = st.st_size, st.st_mtime_ns
+    """A :class:`Source` of files ``root/key``, stamped with their size and modification time (the
+    ``stat`` calls run in threads: on a network or overlay file system they wait more than they work)."""
     base = str(root)
+
+    def stamp(chunk: list[str]) -> list[tuple[int, int]]:
+        out = []
+        for key in chunk:
+            try:
+                st = os.stat(os.path.join(base, key))
+            except OSError as e:
+                raise SelfAdaptError(f"cannot read image {key} in {root}: {e.strerror}") from None
+            out.append((st.st_size, st.st_mtime_ns))
+        return out
+
+    chunks = [keys[i:i + 2048] for i in range(0, len(keys), 2048)]
+    with ThreadPoolExecutor(8) as pool:
+        stamps = [s for part in pool.map(stamp, chunks) for s in part]
+    stamps = np.array(stamps, dtype=np.int64).reshape(len(keys), 2)
     return Source(source_id, keys, stamps, lambda start, stop: [os.path.join(base, k) for k in keys[start:stop]])
 
 
@@ -130,19 +142,21 @@ def load_collection(source: Source, labels, n_train: int, classes: list[str], op
 
     labels = np.asarray(labels, dtype=np.int64)
     probes = probed_images(source, cache_dir=options.cache_root, workers=options.workers, progress=options.verbose)
-    bad = {i: p for i, p in enumerate(probes) if isinstance(p, str)}
+    bad = probes.errors()
     _refuse_or_list(bad, source.keys, root, options.skip_unreadable, final=False)
-    fine = [p for p in probes if isinstance(p, Probe)]
-    channels = 1 if fine and all(p.grey for p in fine) else 3
+    readable = probes.error == ""
+    channels = 1 if readable.any() and probes.grey[readable].all() else 3
     size, why = options.size, "--image-size"
     if size is None:
-        size, why = choose_image_size([min(p.width, p.height) for i, p in enumerate(probes[:n_train]) if i not in bad],
-                                      model=options.model, device=options.device)
+        size, why = choose_image_size(probes.short_side[:n_train][readable[:n_train]], model=options.model,
+                                      device=options.device)
     decoded = decoded_images(source, DecodeSettings(size, channels), cache_dir=options.cache_root, labels=labels,
                              workers=options.workers, progress=options.verbose)
     bad.update(decoded.errors)
     _refuse_or_list(bad, source.keys, root, options.skip_unreadable, final=True)
-    kept = np.array([i for i in range(len(source.keys)) if i not in bad], dtype=np.int64)
+    unreadable = np.zeros(len(source.keys), bool)
+    unreadable[list(bad)] = True
+    kept = np.flatnonzero(~unreadable)
     train_rows, test_rows = kept[kept < n_train], kept[kept >= n_train]
     if not len(train_rows):
         raise SelfAdaptError(f"{root}: no training image could be read")

@@ -118,7 +118,8 @@ def _decode_opened(image: Image.Image, settings: DecodeSettings) -> tuple[np.nda
     if image.format == "JPEG" and min(image.size) > 2 * size:
         wanted = ("L" if settings.channels == 1 else "RGB") if image.mode in ("L", "RGB") else None
         image.draft(wanted, (size, size))
-    image = ImageOps.exif_transpose(image)
+    if _orientation(image) in range(2, 9):
+        image = ImageOps.exif_transpose(image)
     if image.mode in _EIGHT_BIT_FIRST:
         image = _eight_bit(image)
     pixels = _as_mode(_resized(image, size), settings.channels)

@@ -1,0 +1,89 @@
+"""Images per second per core of the cache build against the loop users write, on the same large JPEGs.
+
+The plain loop is what ``torchvision.datasets.ImageFolder`` + ``Resize(S)`` + ``CenterCrop(S)`` do
+with PIL: open, ``convert("RGB")``, resize the shorter side to S (bilinear, antialiased), centre crop.
+The cache build is :func:`selfadapt.data.cache.decoded_images` from an empty cache (headers read,
+every image decoded in draft mode and written to disk) with one worker process, so both use one
+core; a two-worker build is printed beside it. Each side runs ``--repeats`` times, alternating, and
+the medians are compared.
+
+    python benchmarks/photo_data.py large /tmp/photos200 --count 200
+    python benchmarks/decode_throughput.py /tmp/photos200 --sizes 64,224
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from selfadapt.data.cache import decoded_images
+from selfadapt.data.probes import probed_images
+from selfadapt.data.collection import file_source, scan_folder
+from selfadapt.data.decode import DecodeSettings
+
+
+def plain_loop(paths: list[Path], size: int) -> np.ndarray:
+    """What users write (torchvision's ImageFolder + Resize + CenterCrop, with PIL)."""
+    out = np.empty((len(paths), 3, size, size), np.uint8)
+    for k, path in enumerate(paths):
+        with open(path, "rb") as f:
+            image = Image.open(f).convert("RGB")
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
+        left, top = (image.width - size) // 2, (image.height - size) // 2
+        out[k] = np.asarray(image.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+    return out
+
+
+def cache_build(root: Path, keys: list[str], size: int, workers: int) -> float:
+    """Seconds to build the cache from nothing (headers and decode), in a fresh folder."""
+    cache = Path(tempfile.mkdtemp(prefix="decode-bench-"))
+    try:
+        start = time.perf_counter()
+        source = file_source(f"imagefolder:{root}", root, keys)
+        probed_images(source, cache_dir=cache, workers=workers, progress=False)
+        out = decoded_images(source, DecodeSettings(size, 3), cache_dir=cache, workers=workers, progress=False)
+        seconds = time.perf_counter() - start
+        assert out.decoded == len(keys) and not out.errors
+        return seconds
+    finally:
+        shutil.rmtree(cache)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--sizes", default="64,224")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    root = args.folder.resolve()
+    keys, _ = scan_folder(root, root)
+    paths = [root / k for k in keys]
+    with Image.open(paths[0]) as first:
+        shape = first.size
+    print(f"{len(keys)} images like {keys[0]} ({shape[0]} x {shape[1]}, {paths[0].stat().st_size // 1024} KB); "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared with other jobs")
+    for size in (int(s) for s in args.sizes.split(",")):
+        plain, ours, two = [], [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            plain_loop(paths, size)
+            plain.append(time.perf_counter() - start)
+            ours.append(cache_build(root, keys, size, workers=1))
+            two.append(cache_build(root, keys, size, workers=2))
+        p, o, t = (len(keys) / statistics.median(x) for x in (plain, ours, two))
+        print(f"S={size}: plain PIL loop {p:.1f} images/s (1 core); cache build {o:.1f} images/s with 1 worker "
+              f"(per core: {o / p:.2f}x the plain loop); {t:.1f} images/s with 2 workers ({t / 2:.1f} per core)")
+
+
+if __name__ == "__main__":
+    main()
