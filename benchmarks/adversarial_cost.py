@@ -17,10 +17,11 @@ import time
 
 import torch
 
-from selfadapt.data.datasets import load_dataset
+from selfadapt.batch import Batch
+from selfadapt.data.registry import load_dataset
 from selfadapt.models import build_model
-from selfadapt.objectives.base import Batch
-from selfadapt.objectives.registry import MethodContext, get_method
+from selfadapt.objectives.method import MethodContext
+from selfadapt.objectives.registry import get_method
 
 METHODS = ("ce", "trades", "trades-sat", "pgd-at")
 

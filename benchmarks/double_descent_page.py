@@ -21,9 +21,16 @@ import re
 import statistics
 from pathlib import Path
 
-from selfadapt.double_descent import (TEST, TRAIN, clear_peak, epoch_error_points, interpolation_threshold,
-                                      peak_contrast)
-from selfadapt.grid import load_grid, run_state
+from selfadapt.apps.double_descent import (
+    TEST,
+    TRAIN,
+    clear_peak,
+    epoch_error_points,
+    interpolation_threshold,
+    peak_contrast,
+)
+from selfadapt.grid.spec import load_grid
+from selfadapt.grid.state import run_state
 from selfadapt.plots import plot_panels
 
 

@@ -29,7 +29,6 @@ import contextlib
 import copy
 import itertools
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -42,15 +41,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from selfadapt.engine import Trainer
+from selfadapt.config.provenance import processor_name
+from selfadapt.config.run import RunConfig
+from selfadapt.engine.rundir import RunDir
+from selfadapt.engine.trainer import Trainer
 from selfadapt.experiment import build_run, resolve_device
-from selfadapt.grid import processor_name
-from selfadapt.host_sync import count_host_syncs
+from selfadapt.grid.presets import load_preset
 from selfadapt.objectives import CrossEntropy, SelfAdaptiveTraining
 from selfadapt.objectives.registry import get_method
-from selfadapt.presets import load_preset
-from selfadapt.rundir import RunDir
-from selfadapt.settings import RunConfig
+from selfadapt.testing.host_sync import count_host_syncs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from step_overhead import alternate_ce_and_sat, sync  # noqa: E402  (the SAT/CE step timing, shared)
@@ -255,7 +254,7 @@ def hardware(device: torch.device) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="data", help="the folder holding cifar-10-batches-py/")
-    p.add_argument("--preset", default="cifar10-sat-sym0.4")
+    p.add_argument("--preset", default="cifar10:sat-symmetric-0.4")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per side; the first is warm-up")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 50,000)")

@@ -5,7 +5,7 @@ One invocation does both, on one noisy training set (``prepare_data``: same subs
 1. **SAT**: one self-adaptive training run on all N training samples. A sample is flagged when the
    argmax of its corrected target differs from its given label (SPEC section 1), ranked by the
    target's max (``SelfAdaptiveTraining.suspected_label_errors``). Compute: ``epochs`` passes. The
-   SAT start epoch and momentum default to ``auto`` (``selfadapt.auto_start``: chosen from the noisy
+   SAT start epoch and momentum default to ``auto`` (``selfadapt.objectives.auto_start``: chosen from the noisy
    training data alone); ``--sat-momentum auto 0.9 0.7`` trains one SAT run per value, each its own
    row and its own ``epochs`` passes.
 2. **cleanlab**: K-fold cross-validation (stratified on the given labels, seeded). For each fold a
@@ -39,17 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
+from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
-from selfadapt.evaluators import EvalData, predict_logits
+from selfadapt.engine.trainer import Trainer
 from selfadapt.evaluators.accuracy import TestAccuracy
+from selfadapt.evaluators.base import EvalData, predict_logits
 from selfadapt.experiment import PreparedData, configure_determinism, model_factory, prepare_data, resolve_device
-from selfadapt.label_issues import label_issue_scores, suspected_label_errors
+from selfadapt.label_errors import label_issue_scores, suspected_label_errors
 from selfadapt.objectives import MethodContext, build_objective, get_method
 from selfadapt.objectives.base import Objective
-from selfadapt.settings import RunConfig
 from selfadapt.targets import label_distribution_store
 
 CLEANLAB_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
@@ -81,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sat-momentum", type=auto_or(float), nargs="+", default=["auto"],
                    help="auto or a float; one SAT run per value, each a row (and epochs passes) of its own")
     p.add_argument("--sat-start-epoch", type=auto_or(int), default="auto",
-                   help="auto (selfadapt.auto_start) or an epoch; the paper's is 60 of 200")
+                   help="auto (selfadapt.objectives.auto_start) or an epoch; the paper's is 60 of 200")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice); on a shared 2-core machine 1 thread "

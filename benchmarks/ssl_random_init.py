@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from selfadapt.experiment import build_run
-from selfadapt.grid import load_grid
+from selfadapt.grid.spec import load_grid
 
 
 def main() -> None:

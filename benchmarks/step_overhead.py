@@ -22,12 +22,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from selfadapt.data.datasets import load_dataset
+from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
+from selfadapt.data.registry import load_dataset
+from selfadapt.engine.trainer import Trainer
 from selfadapt.models import build_model
 from selfadapt.objectives import CrossEntropy, LogitLoss, SelfAdaptiveTraining
-from selfadapt.settings import EngineSettings
 
 
 def sync(device):

@@ -4,9 +4,9 @@
 """
 from selfadapt.errors import SelfAdaptError
 from selfadapt.indexed import IndexedDataset
-from selfadapt.label_issues import LabelIssues
+from selfadapt.label_errors import LabelIssues
 from selfadapt.objectives.sat import SelfAdaptiveTraining, width_scaled
 from selfadapt.targets import TargetStore
+from selfadapt.version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["IndexedDataset", "LabelIssues", "SelfAdaptError", "SelfAdaptiveTraining", "TargetStore", "width_scaled"]
+__all__ = ["__version__", "IndexedDataset", "LabelIssues", "SelfAdaptError", "SelfAdaptiveTraining", "TargetStore", "width_scaled"]

@@ -1,7 +1,8 @@
 """The ``selfadapt`` command: parse, build, run. Bad input ends in one line and exit status 2.
 
-Every ``train`` flag is derived from a setting's declaration (:mod:`selfadapt.settings`) or from a
-method's or evaluator's typed options, so the flags, presets and grid files cannot drift apart.
+The core commands are here (train, bench, eval and the listings); the applications add theirs
+(:func:`selfadapt.apps.registry.commands`). Every ``train`` flag is derived from a declaration
+(:mod:`selfadapt.config.flags`), so the flags, presets and grid files cannot drift apart.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import argparse
 import dataclasses
 import sys
 
+from selfadapt.apps.registry import commands, grid_reports
+from selfadapt.config.flags import add_run_flags, field_default, flag, run_config_from, show_default
 from selfadapt.errors import SelfAdaptError
 
 TRAIN_EXAMPLES = """examples (CPU-sized):
@@ -18,94 +21,10 @@ TRAIN_EXAMPLES = """examples (CPU-sized):
   selfadapt train --dataset fashion-mnist --subset 5000 --model cnn --method gce --gce-q 0.5 \\
       --noise asymmetric --noise-rate 0.4 --epochs 30 --lr 0.05 --device cpu --out runs/fm-gce
 the paper's setting (GPU):
-  selfadapt train --preset cifar10-sat-sym0.4 --data-dir data --out runs/c10-sat-40
+  selfadapt train --preset cifar10-paper:sat-symmetric-0.4 --data-dir data --out runs/c10-sat-40
 several processes (DistributedDataParallel; --batch-size is the global batch):
-  torchrun --nproc-per-node 8 -m selfadapt train --preset cifar10-sat-sym0.4 --out runs/c10
+  torchrun --nproc-per-node 8 -m selfadapt train --preset cifar10-paper:sat-symmetric-0.4 --out runs/c10
 Run the same command again to resume; a larger --epochs extends a finished run."""
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _help(f: dataclasses.Field, default_text: str | None = None) -> str:
-    from selfadapt.settings import describe_type
-
-    text = f.metadata.get("help", "")
-    choices = f.metadata.get("choices")
-    if choices is not None:
-        text += f" ({', '.join(choices())})"
-    elif describe_type(f) not in ("STR", "BOOL"):
-        text += f" [{describe_type(f)}]"
-    if default_text is None and "default" in text:
-        return text.replace("%", "%%")
-    default = default_text if default_text is not None else _default(f)
-    return f"{text}; default {default}".replace("%", "%%")
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return "none" if f.default is None else f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else "none"
-
-
-def _add(group, f: dataclasses.Field, default_text: str | None = None) -> None:
-    kind = str(f.type)
-    if kind == "bool":
-        group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=_help(f, default_text))
-    else:
-        group.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.name.upper().split("_")[-1],
-                           help=_help(f, default_text))
-
-
-def option_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
-    """Every method and evaluator option: name -> (a declaring field, "owner=default" strings)."""
-    from selfadapt.evaluators import EVALUATORS
-    from selfadapt.objectives.registry import METHODS, get_method
-
-    get_method("ce")  # registers every method
-    out: dict[str, tuple[dataclasses.Field, list[str]]] = {}
-    owners = [(m.name, m.options) for m in METHODS.values()] + [(e.name, e.options) for e in EVALUATORS.values()]
-    for owner, options in sorted(owners):
-        for f in dataclasses.fields(options):
-            out.setdefault(f.name, (f, []))[1].append(f"{owner} {_default(f)}")
-    return out
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    from selfadapt.settings import SECTIONS, declared_settings
-
-    parser.add_argument("--preset", help="start from a paper experiment (`selfadapt presets` lists them); "
-                                         "flags given override it")
-    groups = {name: parser.add_argument_group(f"{name} settings", cls.__doc__) for name, cls in SECTIONS.items()}
-    for name, (section, f) in declared_settings().items():
-        _add(groups[section], f)
-    options = parser.add_argument_group("method and evaluator options",
-                                        "each belongs to the methods/evaluators named in its default "
-                                        "(`selfadapt methods`, `selfadapt evaluators`)")
-    for name, (f, owners) in option_fields().items():
-        _add(options, f, "; ".join(owners))
-    options.add_argument("--method-option", dest="method_options", action="append", default=None,
-                         metavar="KEY=VALUE", help="any option above as KEY=VALUE (repeatable)")
-
-
-def run_config_from(args: argparse.Namespace, defaults: dict | None = None):
-    """The checked :class:`~selfadapt.settings.RunConfig`: ``defaults``, the preset, then the flags given."""
-    from selfadapt.presets import load_preset
-    from selfadapt.settings import RunConfig, declared_settings, parse_text
-
-    values = {**(defaults or {}), **(load_preset(args.preset) if args.preset else {})}
-    for name in [*declared_settings(), *option_fields()]:
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value if isinstance(value, bool) else parse_text(name, value)
-    for text in args.method_options or []:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise SelfAdaptError(f"--method-option wants KEY=VALUE, got {text!r}")
-        values[key] = parse_text(key, value)
-    return RunConfig.from_flat(values)
 
 
 def cmd_train(args) -> int:
@@ -117,32 +36,22 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_find_label_issues(args) -> int:
-    from selfadapt.find_issues import find_label_issues, finder_defaults
-
-    defaults = {} if args.preset else finder_defaults(args.dataset, args.device)
-    used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
-    if used:
-        print("find-label-issues defaults: " + " ".join(f"{_flag(k)} {v}" for k, v in used.items()))
-    find_label_issues(run_config_from(args, defaults), args.out, top=args.top)
-    return 0
-
-
 def cmd_bench(args) -> int:
-    from selfadapt.grid import run_grid
+    from selfadapt.grid.runner import run_grid
 
     resources = None
     if args.launcher != "local":
-        from selfadapt.launchers import JobResources
+        from selfadapt.grid.launchers import JobResources
 
         resources = JobResources(partition=args.partition, gpus_per_run=args.gpus_per_run,
                                  cpus_per_run=args.cpus_per_run, time_limit_min=args.time_limit)
-    run_grid(args.grid, args.out, jobs=args.jobs, launcher=args.launcher, resources=resources)
+    run_grid(args.grid, args.out, jobs=args.jobs, launcher=args.launcher, resources=resources,
+             reports=grid_reports())
     return 0
 
 
 def cmd_eval(args) -> int:
-    from selfadapt.evaluate import evaluate_checkpoint
+    from selfadapt.experiment import evaluate_checkpoint
 
     evaluators = [e for e in args.evaluators.split(",") if e] if args.evaluators else None
     if args.attack is not None:
@@ -160,54 +69,54 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from selfadapt.demo import run_demo
-
-    run_demo(args.out)
-    return 0
-
-
 def cmd_presets(args) -> int:
-    from selfadapt.presets import describe_presets
+    from selfadapt.grid.presets import describe_presets
 
+    last = None
     for name, description, paper in describe_presets():
+        preset = name.partition(":")[0]
+        if preset != last:
+            print(f"{preset}: {description}")
+            last = preset
         numbers = ", ".join(f"{metric} {value:.2f}%" for metric, value in paper.items())
-        print(f"{name:28s} {description}" + (f" (paper: {numbers})" if numbers else ""))
+        print(f"    --preset {name}" + (f" (paper: {numbers})" if numbers else ""))
     return 0
 
 
 def cmd_methods(args) -> int:
-    from selfadapt.objectives.registry import METHODS, get_method
+    from selfadapt.objectives.registry import methods
 
-    get_method("ce")
-    for method in sorted(METHODS.values(), key=lambda m: m.name):
+    for method in sorted(methods().values(), key=lambda m: m.name):
         needs = f"{method.outputs(10)} outputs for 10 classes, {method.views} view(s)"
         needs += "" if method.uses_labels else ", no labels"
         print(f"{method.name}: {method.summary} [{needs}; evaluators: {', '.join(method.evaluators)}]")
         for f in dataclasses.fields(method.options):
-            print(f"    {_flag(f.name)} {_default(f)}: {f.metadata.get('help', '')}")
+            print(f"    {flag(f.name)} {show_default(method.default(f.name))}: {f.metadata.get('help', '')}")
     return 0
 
 
 def cmd_evaluators(args) -> int:
-    from selfadapt.evaluators import EVALUATORS
+    from selfadapt.evaluators.registry import evaluators
 
-    for spec in sorted(EVALUATORS.values(), key=lambda s: s.name):
+    for spec in sorted(evaluators().values(), key=lambda s: s.name):
         print(f"{spec.name}: {spec.summary}")
         for f in dataclasses.fields(spec.options):
-            print(f"    {_flag(f.name)} {_default(f)}: {f.metadata.get('help', '')}")
+            print(f"    {flag(f.name)} {show_default(field_default(f))}: {f.metadata.get('help', '')}")
     return 0
-
-
-FINDER_DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
-                      "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
-                      "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none. "
-                      "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_core_commands(subparsers)
+    for command in commands():
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.description or None)
+        command.add_arguments(sub)
+        sub.set_defaults(func=command.run)
+    return parser
+
+
+def _add_core_commands(commands) -> None:
 
     train = commands.add_parser("train", help="train one run (resumes when --out holds it)",
                                 description="Train one run. Defaults are the paper's CIFAR-10 protocol "
@@ -217,17 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(train)
     train.set_defaults(func=cmd_train)
 
-    finder = commands.add_parser("find-label-issues", help="train once with SAT; write label_issues.csv",
-                                 description=FINDER_DESCRIPTION)
-    finder.add_argument("--out", required=True, help="run directory (required; gets label_issues.csv)")
-    finder.add_argument("--top", type=int, default=None, metavar="K",
-                        help="list the K most suspicious samples in label_issues.csv (a review budget) instead of "
-                             "every flagged one; label_scores.csv always scores every sample")
-    add_run_flags(finder)
-    finder.set_defaults(func=cmd_find_label_issues)
-
     bench = commands.add_parser("bench", help="run a grid of runs from a TOML file (any setting as an axis)")
-    bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml")
+    bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml, or a preset's name")
     bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
     bench.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes; default 1")
     bench.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
@@ -252,14 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--eps", type=float, default=None, help="L-inf radius of the attacks (robust_eps)")
     evaluate.set_defaults(func=cmd_eval)
 
-    demo = commands.add_parser("demo", help="CE vs SAT on digits with 40%% label noise (under a minute)")
-    demo.add_argument("--out", default="runs/demo", help="default runs/demo")
-    demo.set_defaults(func=cmd_demo)
-
     commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
     commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
     commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""One training run from a :class:`~selfadapt.settings.RunConfig`:
+"""One training run from a :class:`~selfadapt.config.run.RunConfig`:
 data -> corruption -> model -> objective -> engine -> evaluators -> report.
 
 ``run_experiment(config, out)`` is what ``selfadapt train`` calls; the grid runner and the demo call
@@ -16,23 +16,29 @@ from pathlib import Path
 import torch
 
 from selfadapt import distributed
+from selfadapt.config.provenance import provenance
+from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
-from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt, find_human_labels_file, load_human_labels
-from selfadapt.data.datasets import (Dataset, ImageSet, class_balanced_subset, default_data_dir, load_dataset,
-                                     load_unlabeled_split)
+from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt
+from selfadapt.data.files import default_data_dir
+from selfadapt.data.human_labels import find_human_labels_file, load_human_labels
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
+from selfadapt.data.registry import load_dataset, load_unlabeled_split
+from selfadapt.data.splits import class_balanced_subset
+from selfadapt.data.types import Dataset, ImageSet
+from selfadapt.engine.rundir import RunDir, load_checkpoint
+from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.evaluators.base import EvalData, Evaluator
+from selfadapt.evaluators.registry import build_evaluators, resolve_evaluator_options
 from selfadapt.models import build_model, model_width
 from selfadapt.objectives.base import Objective
-from selfadapt.objectives.registry import Method, MethodContext, get_method
-from selfadapt.report import describe_summary, save_targets, summarise
-from selfadapt.rundir import RunDir
-from selfadapt.settings import RunConfig
+from selfadapt.objectives.method import Method, MethodContext
+from selfadapt.objectives.registry import get_method
+from selfadapt.summary import describe_summary, save_targets, summarise
 
-__all__ = ["PreparedData", "RunConfig", "RunParts", "RunResult", "build_run", "prepare_data", "resolve_device",
-           "run_experiment", "train_run"]
+__all__ = ["PreparedData", "RunConfig", "RunParts", "RunResult", "build_run", "evaluate_checkpoint", "prepare_data",
+           "resolve_device", "run_experiment", "train_run"]
 
 
 def resolve_device(name: str) -> str:
@@ -243,18 +249,20 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
     verbose = verbose and main
     run = RunDir(out, config.to_dict(), writer=main) if out is not None else None
     parts = build_run(config, device=device, verbose=verbose)
+    origin = provenance(device)
     if run is not None:
         run.create()
         parts.eval_data.run_dir = run.path
         if main:
             parts.data.noise.save(run.path / "noise.npz")
+            run.append_provenance(origin)
     trainer = Trainer(parts.model, parts.objective, parts.train_loader,
                       _engine_for_process(config, verbose), evaluators=parts.evaluators,
                       eval_data=parts.eval_data, run=run)
     if verbose and trainer.start_epoch:
         print(f"resuming {out} from epoch {trainer.start_epoch}")
     history = trainer.fit()
-    summary = summarise(config, history, parts)
+    summary = {**summarise(config, history, parts), "provenance": origin}
     if run is not None and main:
         save_targets(parts.objective, run.path)
         run.write_summary(summary)
@@ -265,3 +273,37 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
 
 def _engine_for_process(config: RunConfig, verbose: bool):
     return dataclasses.replace(config.engine, progress=config.engine.progress and verbose)
+
+
+def evaluate_checkpoint(path: str | Path, *, device: str = "auto", data_dir: str | None = None,
+                        evaluators: list[str] | None = None, options: dict | None = None) -> dict:
+    """Rebuild the run's data, model and objective from a run directory or checkpoint (loaded with
+    ``weights_only=True``) and run ``evaluators`` (default: the run's own) once; ``options`` override
+    evaluator options (``{"autoattack_n_ex": 500}``).
+
+    Example: ``evaluate_checkpoint("runs/demo/sat")["metrics"]["test_accuracy"]``.
+    """
+    state = load_checkpoint(path)
+    config = RunConfig.from_dict(state["config"])
+    if data_dir is not None:
+        config.data.data_dir = data_dir
+    names = evaluators if evaluators is not None else config.eval.evaluators
+    options = resolve_evaluator_options(names, {**config.eval.options, **(options or {})})
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, evaluators=names, options=options))
+    parts = build_run(config, device=resolve_device(device), verbose=False)
+    parts.eval_data.run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    for name, module in (("model", parts.model), ("objective", parts.objective)):
+        try:
+            module.load_state_dict(state[name])
+        except RuntimeError as e:
+            raise SelfAdaptError(f"{path} does not match its own configuration ({name}: "
+                                 f"{str(e).splitlines()[0]})") from None
+        module.to(parts.device)
+    metrics = {}
+    for evaluator in build_evaluators(names, options):
+        metrics.update(evaluator(parts.model, parts.objective, parts.eval_data, state["epoch"] - 1))
+    if not metrics:
+        raise SelfAdaptError(f"the evaluators {', '.join(names)} have nothing to measure on this run")
+    return {"metrics": metrics, "dataset": config.data.dataset, "model": config.model.model,
+            "method": config.method.method, "epochs_trained": state["epoch"],
+            "test_samples": len(parts.data.dataset.test)}

@@ -31,7 +31,7 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, *, ylabel: str
     return Path(path)
 
 
-def plot_memorisation(curves: dict[str, dict[str, list]], styles: dict[str, str], labels: dict[str, str],
+def plot_styled_curves(curves: dict[str, dict[str, list]], styles: dict[str, str], labels: dict[str, str],
                       path: str | Path, *, title: str = "", ylabel: str = "share of label-corrupted samples") -> Path:
     """Per run label (a colour), one line per metric (a line style: memorisation shares, or clean and
     robust accuracy) against the epoch, on a [0, 1] axis."""

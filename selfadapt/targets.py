@@ -22,7 +22,7 @@ class TargetStore(nn.Module):
     distributions over the given labels (SAT's): its argmax is a corrected label, which is how runs
     find suspected label errors without knowing which method made the table. ``normalize=True``
     rescales every updated row to unit length after the moving average (self-supervised SAT keeps
-    unit vectors: ``t[i] <- normalise(momentum * t[i] + (1 - momentum) * p[i])``).
+    unit vectors: ``t[i] <- normalize(momentum * t[i] + (1 - momentum) * p[i])``, ``normalize`` to unit length).
 
     Example
     -------

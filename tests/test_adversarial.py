@@ -6,16 +6,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives import PGDAdversarialTraining, SelfAdaptiveTraining, TRADES
-from selfadapt.objectives.base import Batch
-from selfadapt.objectives.registry import MethodContext, get_method
-from selfadapt.objectives.sat import CrossEntropy
-from selfadapt.settings import RunConfig
 from test_attacks import reference_pgd, reference_trades_attack
 from test_sat import reference_sat
+from torch import nn
+
+from selfadapt.batch import Batch
+from selfadapt.config.run import RunConfig
+from selfadapt.errors import SelfAdaptError
+from selfadapt.objectives import TRADES, PGDAdversarialTraining, SelfAdaptiveTraining
+from selfadapt.objectives.method import MethodContext
+from selfadapt.objectives.registry import get_method
+from selfadapt.objectives.sat import CrossEntropy
 
 EPS, STEPS, STEP = 0.1, 4, 0.03
 
@@ -78,6 +79,7 @@ def steps_beside_a_reference(model, objective, x, labels, batches_of_index, atta
                 yield epoch, index, out, reference_model(x[index]), reference_model(x_adv)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sat", [False, True])
 def test_trades_and_trades_sat_match_the_formula(sat):
     model = net()
@@ -106,6 +108,7 @@ def test_trades_and_trades_sat_match_the_formula(sat):
         np.testing.assert_allclose(natural.targets.numpy(), targets, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_trades_sat_targets_follow_only_the_clean_predictions():
     model = net()
     x, labels, steps = batches()

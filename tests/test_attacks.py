@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt.attacks import autoattack, fgsm, frozen, pgd, trades_attack
-from selfadapt.data.datasets import load_dataset
+from selfadapt.data.registry import load_dataset
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators import build_evaluators
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.models import build_model
 
 EPS = 0.1
@@ -81,6 +81,7 @@ ATTACKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTACKS)
 def test_attack_stays_in_the_eps_ball_and_the_unit_box(digits_model, name):
     model, x, y = digits_model
@@ -95,6 +96,7 @@ def test_attack_stays_in_the_eps_ball_and_the_unit_box(digits_model, name):
     assert (moved > EPS / 2).float().mean() > 0.5, "most free pixels move far inside the ball"
 
 
+@pytest.mark.slow
 def test_pgd_raises_the_loss_beyond_clean_and_random_noise_and_orders_the_attacks(digits_model):
     model, x, y = digits_model
     torch.manual_seed(0)
@@ -197,6 +199,7 @@ class Quantised(nn.Module):
         return self.model(torch.round(x * self.levels) / self.levels)
 
 
+@pytest.mark.slow
 def test_autoattack_is_at_least_as_strong_as_pgd(digits_model):
     model, x, y = digits_model
     x, y = x[:60], y[:60]
@@ -211,6 +214,7 @@ def test_autoattack_is_at_least_as_strong_as_pgd(digits_model):
     assert result.robust_accuracy <= pgd_accuracy < result.clean_accuracy
 
 
+@pytest.mark.slow
 def test_gradient_masking_fools_pgd_but_not_square(digits_model):
     model, x, y = digits_model
     masked = Quantised(model).eval()

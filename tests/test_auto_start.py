@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from selfadapt import SelfAdaptiveTraining
-from selfadapt.auto_start import AUTO_MOMENTUM_CAP, momentum_for, stratified_holdout
+from selfadapt.apps.noisy_labels.finder import trust_warnings
 from selfadapt.errors import SelfAdaptError
-from selfadapt.find_issues import trust_warnings
+from selfadapt.objectives.auto_start import AUTO_MOMENTUM_CAP, momentum_for, stratified_holdout
 
 
 def logits_predicting(labels, correct, num_classes):
@@ -113,7 +113,7 @@ def test_too_few_updates_and_a_model_that_never_fitted_are_warned_about():
 
 def test_waiting_for_the_start_never_waits_for_the_device():
     """The held-out bookkeeping of the automatic start stays on the device (see tests/test_host_sync.py)."""
-    from selfadapt.host_sync import forbid_host_sync
+    from selfadapt.testing.host_sync import forbid_host_sync
 
     labels = torch.arange(300) % 3
     sat = SelfAdaptiveTraining(labels, 3, momentum="auto", start_epoch="auto", epochs=10, patience=1)

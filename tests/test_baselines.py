@@ -9,13 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from selfadapt.batch import Batch
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Batch, LogitLoss
-from selfadapt.objectives.baselines import (EarlyLearningRegularization, GeneralizedCrossEntropy,
-                                            HardBootstrapping, LabelSmoothing, Mixup, SoftBootstrapping,
-                                            SymmetricCrossEntropy)
+from selfadapt.objectives.base import LogitLoss
+from selfadapt.objectives.baselines import (
+    EarlyLearningRegularization,
+    GeneralizedCrossEntropy,
+    HardBootstrapping,
+    LabelSmoothing,
+    Mixup,
+    SoftBootstrapping,
+    SymmetricCrossEntropy,
+)
 from selfadapt.objectives.coteaching import CoTeaching, small_loss_selection
-from selfadapt.objectives.registry import METHODS, MethodContext, build_objective
+from selfadapt.objectives.method import MethodContext
+from selfadapt.objectives.registry import build_objective, methods
 
 SHAPES = [(1, 2), (7, 3), (32, 10), (16, 100)]
 BASELINES = ["ls", "bootstrap-soft", "bootstrap-hard", "gce", "sce", "elr", "mixup", "coteaching"]
@@ -375,7 +383,7 @@ def context():
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_builds_and_trains(name):
-    assert name in METHODS
+    assert name in methods()
     objective = build_objective(name, context())
     model = torch.nn.Linear(4, 3)
     out = objective.training_step(model, Batch((torch.randn(4, 4),), torch.tensor([0, 1, 2, 1]), torch.tensor([5, 1, 2, 3])), 3)

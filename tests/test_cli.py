@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from selfadapt.cli import build_parser, main, run_config_from
+from selfadapt.cli import build_parser, main
+from selfadapt.config.flags import run_config_from
 from selfadapt.data.corruption import NoiseRecord
 
 CE = ["--dataset", "digits", "--model", "mlp", "--width", "32", "--epochs", "2", "--batch-size", "128",
@@ -23,6 +24,7 @@ def fails_with(capsys, argv, message):
     assert err.count("\n") == 1, "one line"
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--out", str(out)]) == 0
@@ -50,6 +52,7 @@ def test_train_writes_a_complete_run_and_eval_reads_it(tmp_path, capsys):
         assert f"train_accuracy_clean: {summary['final_train_accuracy_clean']:.4f}" in printed
 
 
+@pytest.mark.slow
 def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
     constant = [*TINY, "--schedule", "constant", "--method", "sat", "--sat-momentum", "0.9"]  # neither depends on --epochs
     main(["train", *constant, "--out", str(tmp_path / "a"), "--epochs", "3"])
@@ -63,7 +66,7 @@ def test_a_larger_epochs_extends_a_finished_run_exactly(tmp_path):
 
 
 def test_preset_with_overrides():
-    args = build_parser().parse_args(["train", "--preset", "cifar100-sat-sym0.6", "--epochs", "100", "--lr", "0.02",
+    args = build_parser().parse_args(["train", "--preset", "cifar100:sat-symmetric-0.6", "--epochs", "100", "--lr", "0.02",
                                      "--out", "unused"])
     config = run_config_from(args).flat()
     assert (config["dataset"], config["model"], config["method"]) == ("cifar100", "resnet34", "sat")
@@ -102,6 +105,7 @@ def test_missing_and_corrupt_dataset_files(tmp_path, capsys):
                         str(tmp_path / "run2")], "ubyte")
 
 
+@pytest.mark.slow
 def test_out_holding_a_different_run_is_refused_and_untouched(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--sat-start-epoch", "0", "--out", str(out)]) == 0
@@ -118,6 +122,7 @@ def test_eval_of_a_bad_checkpoint(tmp_path, capsys):
     fails_with(capsys, ["eval", str(tmp_path / "missing.pt")], "does not exist")
 
 
+@pytest.mark.slow
 def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "selfadapt.cli", "train", *TINY, "--noise-rate", "2",
                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
@@ -136,8 +141,8 @@ def test_subsets_are_class_balanced_and_recorded(tmp_path):
 
 
 def test_a_validation_split_is_held_out_of_the_training_data(tmp_path):
+    from selfadapt.config.run import RunConfig
     from selfadapt.experiment import prepare_data
-    from selfadapt.settings import RunConfig
 
     config = RunConfig.from_flat({"dataset": "digits", "val_size": 200, "noise": "symmetric", "noise_rate": 0.4,
                                   "method": "ce", "data_seed": 3})
@@ -176,6 +181,7 @@ def test_fewer_epochs_than_a_run_has_done_is_refused(tmp_path, capsys):
                "holds 2 trained epochs, more than --epochs 1")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     import signal
     import time

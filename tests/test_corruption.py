@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from selfadapt.data import corruption
-from selfadapt.data.corruption import (CORRUPTIONS, INPUT_CORRUPTIONS, LABEL_CORRUPTIONS, HumanLabels, NoiseRecord,
-                                       corrupt, find_human_labels_file, load_human_labels, replay)
+from selfadapt.data.corruption import CORRUPTIONS, INPUT_CORRUPTIONS, LABEL_CORRUPTIONS, NoiseRecord, corrupt, replay
+from selfadapt.data.human_labels import HumanLabels, find_human_labels_file, load_human_labels
 from selfadapt.errors import SelfAdaptError
 
 CIFAR_N = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-n"

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from selfadapt.cli import main
-from selfadapt.data.datasets import load_dataset
+from selfadapt.data.registry import load_dataset
 from selfadapt.errors import SelfAdaptError
 
 
@@ -50,6 +50,7 @@ def test_bad_rows_are_one_clear_error(tmp_path, edit, message):
         load_dataset(f"csv:{file}")
 
 
+@pytest.mark.slow
 def test_integer_labels_must_cover_every_class_and_unreadable_images_are_named(tmp_path, capsys):
     file, _ = write_digit_csv(tmp_path, int)
     lines = file.read_text().splitlines()

@@ -16,9 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from selfadapt.data import datasets
-from selfadapt.data.datasets import (ImageSet, class_balanced_subset, default_data_dir, digits_split,
-                                     load_dataset, load_stl10_unlabeled)
+from selfadapt.data.files import default_data_dir
+from selfadapt.data.formats import cifar
+from selfadapt.data.formats.digits import digits_split
+from selfadapt.data.registry import load_dataset, load_unlabeled_split
+from selfadapt.data.splits import class_balanced_subset
+from selfadapt.data.types import ImageSet
 from selfadapt.errors import SelfAdaptError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -192,6 +195,7 @@ def test_digits_fixed_stratified_split_of_real_images():
     assert data.train.images.max() == 255 and 0.0 < data.mean[0] < 1.0
 
 
+@pytest.mark.slow
 def test_mnist_real_files():
     if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST is not in {SHARED_DATA / 'mnist'}")
@@ -202,6 +206,7 @@ def test_mnist_real_files():
     assert data.mean[0] == pytest.approx(0.1307, abs=1e-4) and data.std[0] == pytest.approx(0.3081, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_from_debian_package(tmp_path):
     if not (Path("/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
@@ -333,8 +338,8 @@ def tiny_cifar10_archive(tmp_path):
 
 def test_download_from_file_url_with_matching_md5(tmp_path, monkeypatch, tiny_cifar10_archive):
     archive, md5, written = tiny_cifar10_archive
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(datasets, "CIFAR10_MD5", md5)
+    monkeypatch.setattr(cifar, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(cifar, "CIFAR10_MD5", md5)
     root = tmp_path / "new" / "data"
     data = load_dataset("cifar10", root)
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]
@@ -348,8 +353,8 @@ def test_download_from_file_url_with_matching_md5(tmp_path, monkeypatch, tiny_ci
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, monkeypatch, tiny_cifar10_archive):
     archive, _, _ = tiny_cifar10_archive
-    monkeypatch.setattr(datasets, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(datasets, "CIFAR10_MD5", "0" * 32)
+    monkeypatch.setattr(cifar, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(cifar, "CIFAR10_MD5", "0" * 32)
     existing = tmp_path / "existing"
     existing.mkdir()
     with pytest.raises(SelfAdaptError, match="md5"):
@@ -361,7 +366,7 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path, monkeypatch, tiny_cifa
 
 
 def test_unreachable_download_gives_the_hint(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    monkeypatch.setattr(cifar, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     with pytest.raises(SelfAdaptError, match="download failed") as info:
         load_dataset("cifar10", tmp_path)
     assert f"put cifar-10-python.tar.gz or cifar-10-batches-py/ in {tmp_path}" in str(info.value)
@@ -469,7 +474,7 @@ def test_stl10_binary_column_major(tmp_path):
     assert data.train.images[2, 1, 5, 70] == raw[2 * 27648 + 1 * 9216 + 70 * 96 + 5]
     assert data.train.labels.tolist() == [0, 9, 2, 1] and data.test.labels.tolist() == [9, 0]
     assert data.classes[1] == "bird" and len(data.classes) == 10
-    assert torch.equal(load_stl10_unlabeled(tmp_path), torch.from_numpy(arrays["unlabeled"]))
+    assert torch.equal(load_unlabeled_split("stl10", tmp_path), torch.from_numpy(arrays["unlabeled"]))
 
 
 def test_stl10_truncated_and_missing(tmp_path):
@@ -541,7 +546,8 @@ def test_imagefolder_errors(tmp_path):
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(SelfAdaptError, match="choose one of digits, mnist, fashion-mnist, cifar10, cifar100, svhn"):
+    with pytest.raises(SelfAdaptError, match="choose one of cifar10, cifar100, digits, fashion-mnist, mnist, stl10, svhn, csv:FILE, features:FILE.npz, "
+                       "imagefolder:PATH"):
         load_dataset("imagenet")
 
 

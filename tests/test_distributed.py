@@ -40,6 +40,7 @@ def store_worker(rank, world, port, out):
         teardown()
 
 
+@pytest.mark.slow
 def test_target_store_replicas_agree_across_processes_with_uneven_batches(tmp_path):
     mp.spawn(store_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -60,8 +61,8 @@ SETTING = {"dataset": "digits", "model": "mlp", "width": 64, "method": "sat", "s
 
 def train_worker(rank, world, port, out, epochs):
     join(rank, world, port)
+    from selfadapt.config.run import RunConfig
     from selfadapt.experiment import train_run
-    from selfadapt.settings import RunConfig
     from selfadapt.targets import label_distribution_store
 
     result = train_run(RunConfig.from_flat({**SETTING, "epochs": epochs}), os.path.join(out, "run"), verbose=False)
@@ -75,8 +76,8 @@ def metrics(folder):
 
 @pytest.mark.slow
 def test_two_processes_with_half_batches_train_like_one_process_and_resume(tmp_path):
+    from selfadapt.config.run import RunConfig
     from selfadapt.experiment import run_experiment
-    from selfadapt.settings import RunConfig
 
     torch.set_num_threads(1)
     run_experiment(RunConfig.from_flat(SETTING), tmp_path / "single", verbose=False)
@@ -93,4 +94,5 @@ def test_two_processes_with_half_batches_train_like_one_process_and_resume(tmp_p
     assert np.array_equal(ranks[0], ranks[1]), "both processes hold the same target table"
     np.testing.assert_allclose(ranks[0], np.load(tmp_path / "single" / "targets.npy"), atol=1e-5)
     written = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert written == ["checkpoint.pt", "config.json", "metrics.jsonl", "noise.npz", "summary.json", "targets.npy"]
+    assert written == ["checkpoint.pt", "config.json", "metrics.jsonl", "noise.npz", "provenance.json", "summary.json",
+                       "targets.npy"]

@@ -4,11 +4,26 @@ import json
 import pytest
 import torch
 
-from selfadapt.double_descent import clear_peak, epoch_error_points, error_points, interpolation_threshold, peak_contrast
+from selfadapt.apps.double_descent import (
+    clear_peak,
+    epoch_error_points,
+    error_points,
+    interpolation_threshold,
+    peak_contrast,
+)
+from selfadapt.apps.registry import grid_reports
+from selfadapt.config.run import RunConfig, differing_settings
 from selfadapt.errors import SelfAdaptError
-from selfadapt.grid import load_grid, run_grid
-from selfadapt.objectives.registry import MethodContext, build_objective
-from selfadapt.settings import RunConfig, differing_settings
+from selfadapt.grid import runner
+from selfadapt.grid.presets import preset_path
+from selfadapt.grid.spec import load_grid
+from selfadapt.objectives.method import MethodContext
+from selfadapt.objectives.registry import build_objective
+
+
+def run_grid(*args, **kwargs):
+    """The grid as `selfadapt bench` runs it: with every application's tables and figures."""
+    return runner.run_grid(*args, reports=grid_reports(), **kwargs)
 
 GRID = """
 name = "tiny-dd"
@@ -135,8 +150,8 @@ def test_epoch_wise_cpu_grid_runs_are_the_model_wise_grids_largest_width():
     for run in epoch:
         twin = model[run.name.replace("symmetric-0.2-", "symmetric-0.2-width=256-")]
         assert differing_settings(run.config.to_dict(), twin.config.to_dict()) == []
-    for name in ("double-descent-model-paper.toml", "double-descent-epoch-paper.toml"):
-        runs = load_grid(grids / name).runs
+    for name in ("double-descent-model", "double-descent-epoch"):
+        runs = load_grid(preset_path(name)).runs
         assert {r.config.engine.epochs for r in runs} == {4000}
         assert all(r.config.method.options.get("sat_width_reference") in (None, 0, 64) for r in runs)
         assert any(r.config.method.options.get("sat_width_reference") == 64 for r in runs) == ("model" in name)

@@ -5,14 +5,15 @@ import pytest
 import torch
 from torch import nn
 
+from selfadapt.config.sections import EngineSettings as EngineConfig
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer, learning_rate
+from selfadapt.engine.rundir import RunDir, load_checkpoint
+from selfadapt.engine.trainer import Trainer, learning_rate
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.evaluators.base import EvalData, Evaluator
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.objectives import LogitLoss, SelfAdaptiveTraining
-from selfadapt.rundir import RunDir, load_checkpoint
-from selfadapt.settings import EngineSettings as EngineConfig
 
 
 def make_parts(seed=0):
@@ -129,7 +130,7 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path):
 
 
 def test_a_long_cpu_run_is_announced_once_after_a_few_steps(capsys, monkeypatch):
-    import selfadapt.engine as engine
+    import selfadapt.engine.trainer as engine
 
     model, objective, train_loader, _, _ = make_parts()   # 4 steps an epoch
     Trainer(model, objective, train_loader, EngineConfig(epochs=3, lr=0.05, progress=False)).fit()

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.evaluators import EvalData, Evaluator, build_evaluators
+from selfadapt.evaluators.base import EvalData, Evaluator
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.objectives import LogitLoss, Objective, SelfAdaptiveTraining
 
 

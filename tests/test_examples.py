@@ -2,9 +2,12 @@
 import runpy
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 def test_own_loop_example_finds_the_injected_label_errors():
     main = runpy.run_path(str(EXAMPLES / "own_loop.py"))["main"]
     result = main()

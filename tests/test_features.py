@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from selfadapt.cli import main
-from selfadapt.data.datasets import load_dataset
+from selfadapt.data.registry import load_dataset
 from selfadapt.errors import SelfAdaptError
 
 
@@ -31,6 +31,7 @@ def test_features_load_as_vectors_with_their_statistics(tmp_path):
     assert np.allclose(data.mean, arrays["X"].mean(0), atol=1e-6) and min(data.std) > 0  # constant pixels: std 1
 
 
+@pytest.mark.slow
 def test_find_label_issues_on_features_with_a_linear_model(tmp_path, capsys):
     digit_features(tmp_path / "f.npz")
     out = tmp_path / "run"

@@ -3,10 +3,11 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from selfadapt.cli import main
-from selfadapt.data.datasets import load_dataset
+from selfadapt.data.registry import load_dataset
 
 
 def write_digit_folder(root, per_class=40, planted=12, seed=0):
@@ -29,6 +30,7 @@ def write_digit_folder(root, per_class=40, planted=12, seed=0):
     return planted_files
 
 
+@pytest.mark.slow
 def test_find_label_issues_on_an_image_folder(tmp_path, capsys):
     planted = write_digit_folder(tmp_path / "data")
     out = tmp_path / "run"
@@ -62,6 +64,7 @@ def test_find_label_issues_on_an_image_folder(tmp_path, capsys):
     assert "most frequent given -> suggested: class" in printed
 
 
+@pytest.mark.slow
 def test_default_sat_settings_find_injected_noise(tmp_path):
     """No SAT flag: the automatic start epoch and momentum find the injected errors (F1 >= 0.75)."""
     out = tmp_path / "run"
@@ -80,6 +83,7 @@ def test_default_sat_settings_find_injected_noise(tmp_path):
     assert ranking["k"] == scores["true_errors"] and ranking["precision_at_k"] > 0.75 and ranking["roc_auc"] > 0.9
 
 
+@pytest.mark.slow
 def test_top_k_lists_the_k_highest_scores(tmp_path):
     out = tmp_path / "run"
     assert main(["find-label-issues", "--dataset", "digits", "--subset", "300", "--model", "mlp", "--epochs", "6",
@@ -100,6 +104,7 @@ def test_find_label_issues_refuses_a_non_sat_method_and_a_bad_top(tmp_path, caps
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_cpu_runs_get_cpu_sized_defaults_and_flags_override_them(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["find-label-issues", "--dataset", "digits", "--subset", "200", "--epochs", "2", "--device", "cpu",

@@ -6,10 +6,22 @@ import statistics
 
 import pytest
 
-import selfadapt.grid as grid_module
-from selfadapt.engine import Trainer
+from selfadapt.apps.registry import grid_reports
+from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
-from selfadapt.grid import aggregate, load_grid, run_grid
+from selfadapt.grid import aggregate as aggregation
+from selfadapt.grid import runner
+from selfadapt.grid.reports import mean_curve
+from selfadapt.grid.spec import load_grid
+
+
+def run_grid(*args, **kwargs):
+    """The grid as `selfadapt bench` runs it: with every application's tables and figures."""
+    return runner.run_grid(*args, reports=grid_reports(), **kwargs)
+
+
+def aggregate(out):
+    return aggregation.aggregate(out, grid_reports())
 
 GRID = """
 name = "tiny"
@@ -149,6 +161,7 @@ def test_missing_grid_file(tmp_path):
         run_grid(tmp_path / "nope.toml", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_results_match_the_runs(finished):
     grid_file, out = finished
     runs = summaries(out)
@@ -173,6 +186,7 @@ def test_results_match_the_runs(finished):
     assert 0.3 < float(rows["ce"]["realised_noise_rate_mean"]) < 0.42
 
 
+@pytest.mark.slow
 def test_markdown_and_plots(finished):
     grid_file, out = finished
     md = (out / "results.md").read_text()
@@ -188,19 +202,20 @@ def test_markdown_and_plots(finished):
     # the memorisation curves are the per-epoch means over seeds of what the evaluator logged
     logged = [[json.loads(line) for line in (out / "runs" / f"sat-symmetric-0.4-s{s}" / "metrics.jsonl")
                .read_text().splitlines()] for s in (0, 1)]
-    curve = grid_module.mean_curve(logged, "memorised_share")
+    curve = mean_curve(logged, "memorised_share")
     assert curve[0] is None, "memorisation is measured every 10 epochs and after the last"
     assert curve[1] == pytest.approx(statistics.mean(m[1]["memorised_share"] for m in logged))
     assert 0 <= curve[1] <= 1
 
 
+@pytest.mark.slow
 def test_second_invocation_skips_without_training(finished, monkeypatch, capsys):
     grid_file, out = finished
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/checkpoint.pt")}
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(grid_module, "run_experiment", no_training)
+    monkeypatch.setattr(runner, "run_experiment", no_training)
     monkeypatch.setattr("selfadapt.experiment.prepare_data", no_training)
     before = (out / "results.csv").read_text()
     run_grid(grid_file, out)
@@ -209,6 +224,7 @@ def test_second_invocation_skips_without_training(finished, monkeypatch, capsys)
     assert (out / "results.csv").read_text() == before
 
 
+@pytest.mark.slow
 def test_interrupted_grid_resumes_where_it_stopped(finished, tmp_path, monkeypatch, capsys):
     grid_file, reference = finished
     out = tmp_path / "out"
@@ -239,6 +255,7 @@ def test_interrupted_grid_resumes_where_it_stopped(finished, tmp_path, monkeypat
     assert "None: every run finished." in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_more_epochs_extend_finished_runs(finished, tmp_path):
     grid_file, reference = finished
     out = tmp_path / "out"
@@ -250,19 +267,21 @@ def test_more_epochs_extend_finished_runs(finished, tmp_path):
     assert all(s["epochs"] == 3 for s in summaries(out).values())
 
 
+@pytest.mark.slow
 def test_changed_settings_are_refused_before_training(finished, tmp_path, monkeypatch):
     grid_file, reference = finished
     out = tmp_path / "out"
     shutil.copytree(reference, out)
     changed = tmp_path / "tiny.toml"
     changed.write_text(grid_file.read_text().replace("lr = 0.05", "lr = 0.1"))
-    monkeypatch.setattr(grid_module, "run_experiment", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(runner, "run_experiment", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(SelfAdaptError, match="holds a different run .*differs in lr"):
         run_grid(changed, out)
 
 
+@pytest.mark.slow
 def test_failed_runs_are_listed_and_the_others_finish(tmp_path, monkeypatch):
-    original = grid_module.run_experiment
+    original = runner.run_experiment
 
     def sat_fails(config, folder, **kwargs):
         if config.method.method == "sat" and config.data.noise == "none":
@@ -270,7 +289,7 @@ def test_failed_runs_are_listed_and_the_others_finish(tmp_path, monkeypatch):
         if config.method.method == "sat":
             raise SelfAdaptError("training diverged at epoch 0 (loss nan); lower --lr")
         return original(config, folder, **kwargs)
-    monkeypatch.setattr(grid_module, "run_experiment", sat_fails)
+    monkeypatch.setattr(runner, "run_experiment", sat_fails)
     out = tmp_path / "out"
     grid_file = write_grid(tmp_path / "one.toml", seeds=[0])
     grid_file.write_text(grid_file.read_text().replace("[settings]", '[[noise]]\nkind = "none"\n[settings]'))
@@ -286,6 +305,7 @@ def test_failed_runs_are_listed_and_the_others_finish(tmp_path, monkeypatch):
     assert (out / "plots" / "accuracy-none.png").exists() and not (out / "plots" / "memorisation-none.png").exists()
 
 
+@pytest.mark.slow
 def test_parallel_jobs_finish_every_run(finished, tmp_path):
     grid_file, reference = finished
     out = run_grid(grid_file, tmp_path / "out", jobs=2)
@@ -295,7 +315,7 @@ def test_parallel_jobs_finish_every_run(finished, tmp_path):
 
 
 def test_runs_in_flight_are_spread_over_the_visible_gpus():
-    from selfadapt.grid import spread_over_gpus
+    from selfadapt.grid.runner import spread_over_gpus
 
     assert spread_over_gpus("cuda", [1, 0, 1]) == 1 and spread_over_gpus("auto", [2, 2]) == 0
     assert spread_over_gpus("cuda", [0]) is None, "one GPU: the run keeps its device"

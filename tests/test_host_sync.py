@@ -7,15 +7,17 @@ engine runs with its inner loop (step, backward, optimiser, bookkeeping) inside 
 import pytest
 import torch
 
+from selfadapt.config.sections import EngineSettings
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
-from selfadapt.evaluators import EvalData, build_evaluators
-from selfadapt.host_sync import HostSyncError, count_host_syncs, forbid_host_sync
+from selfadapt.engine.trainer import Trainer
+from selfadapt.evaluators.base import EvalData
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.models import build_model
-from selfadapt.objectives.registry import MethodContext, get_method
-from selfadapt.settings import EngineSettings
+from selfadapt.objectives.method import MethodContext
+from selfadapt.objectives.registry import get_method
 from selfadapt.targets import find_target_stores
+from selfadapt.testing.host_sync import HostSyncError, count_host_syncs, forbid_host_sync
 
 
 class GuardedLoader(DeviceLoader):

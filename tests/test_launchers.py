@@ -6,9 +6,15 @@ import sys
 
 import pytest
 
+from selfadapt.apps.registry import grid_reports
 from selfadapt.errors import SelfAdaptError
-from selfadapt.grid import run_grid
-from selfadapt.launchers import JobResources
+from selfadapt.grid import runner
+from selfadapt.grid.launchers import JobResources
+
+
+def run_grid(*args, **kwargs):
+    """The grid as `selfadapt bench` runs it: with every application's tables and figures."""
+    return runner.run_grid(*args, reports=grid_reports(), **kwargs)
 
 pytest.importorskip("submitit")
 
@@ -63,6 +69,7 @@ def test_submitit_jobs_match_local_runs_and_unfinished_runs_are_resubmitted(tmp_
     assert "submitted" not in capsys.readouterr().out   # finished runs are not submitted again
 
 
+@pytest.mark.slow
 def test_bad_launcher_settings_are_one_line(tmp_path):
     with pytest.raises(SelfAdaptError, match="--gpus-per-run must be >= 0"):
         JobResources(gpus_per_run=-1)

@@ -6,6 +6,7 @@ from torch import nn
 from selfadapt.errors import SelfAdaptError
 from selfadapt.models import MODELS, Classifier, Normalize, build_model, model_names
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny batches gain nothing from threads, and on a shared machine OpenMP spin-waits cost seconds."""
@@ -32,7 +33,10 @@ def small_width(name: str) -> int | None:
     return None if MODELS[name].width is None else max(1, MODELS[name].width // 4)
 
 
-@pytest.mark.parametrize("name", NAMES)
+BIG = ("resnet18", "resnet34", "preact-resnet18", "wrn-28-10", "wrn-34-10", "vgg16-bn")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in NAMES])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_forward_backward_shapes(name, channels):
     torch.manual_seed(0)

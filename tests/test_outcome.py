@@ -1,7 +1,7 @@
 """The claim itself: under heavy label noise, SAT ends well above cross-entropy (real Fashion-MNIST)."""
 import pytest
 
-from selfadapt.data.datasets import load_dataset
+from selfadapt.data.registry import load_dataset
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import RunConfig, run_experiment
 

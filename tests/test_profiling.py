@@ -5,14 +5,16 @@ import pytest
 import torch
 from torch import nn
 
+from selfadapt.config.run import RunConfig, differing_settings
+from selfadapt.config.sections import EngineSettings
 from selfadapt.data.augment import Augment
 from selfadapt.data.loader import DeviceLoader
-from selfadapt.engine import Trainer
-from selfadapt.evaluators import EvalData, build_evaluators
+from selfadapt.engine.profiling import PHASES, Profiler
+from selfadapt.engine.rundir import RunDir
+from selfadapt.engine.trainer import Trainer
+from selfadapt.evaluators.base import EvalData
+from selfadapt.evaluators.registry import build_evaluators
 from selfadapt.objectives import LogitLoss, SelfAdaptiveTraining
-from selfadapt.profiling import PHASES, Profiler
-from selfadapt.rundir import RunDir
-from selfadapt.settings import EngineSettings, RunConfig, differing_settings
 
 
 def fit(tmp_path, profile, epochs=3):

@@ -5,16 +5,23 @@ import json
 
 import pytest
 import torch
-
-from selfadapt.cli import main
-from selfadapt.data.datasets import load_dataset
-from selfadapt.data.loader import DeviceLoader
-from selfadapt.evaluators import EvalData, build_evaluators
-from selfadapt.evaluators.robust import fixed_subset
-from selfadapt.grid import run_grid
-from selfadapt.objectives import Objective
 from test_attacks import accuracy, digits_model  # noqa: F401  (the trained model, a session fixture)
 from test_cli import fails_with
+
+from selfadapt.apps.registry import grid_reports
+from selfadapt.cli import main
+from selfadapt.data.loader import DeviceLoader
+from selfadapt.data.registry import load_dataset
+from selfadapt.evaluators.base import EvalData
+from selfadapt.evaluators.registry import build_evaluators
+from selfadapt.evaluators.robust import fixed_subset
+from selfadapt.grid import runner
+from selfadapt.objectives import Objective
+
+
+def run_grid(*args, **kwargs):
+    """The grid as `selfadapt bench` runs it: with every application's tables and figures."""
+    return runner.run_grid(*args, reports=grid_reports(), **kwargs)
 
 
 @pytest.fixture
@@ -83,6 +90,7 @@ def test_adversarial_run_end_to_end_and_eval_with_an_attack(tmp_path, capsys):
                "robust_eps must lie in [0, 1]")
 
 
+@pytest.mark.slow
 def test_a_grid_reports_best_and_final_robust_accuracy_and_plots_robust_overfitting(tmp_path):
     grid = tmp_path / "adv.toml"
     grid.write_text("""

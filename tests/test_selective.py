@@ -11,16 +11,26 @@ import pytest
 import torch
 from torch import nn
 
+from selfadapt.batch import Batch
 from selfadapt.cli import main
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators import EvalData, build_evaluators
+from selfadapt.evaluators.base import EvalData
+from selfadapt.evaluators.registry import build_evaluators
+from selfadapt.evaluators.selective_metrics import (
+    aurc,
+    check_coverages,
+    eaurc,
+    fit_thresholds,
+    paper_bisection,
+    paper_order,
+    paper_protocol,
+    risk_coverage_curve,
+    selective_risk,
+)
 from selfadapt.models import build_model
 from selfadapt.objectives import DeepGamblers, Objective, SATSelective, SelectiveNet
-from selfadapt.objectives.base import Batch
 from selfadapt.objectives.selective import softmax_scores
-from selfadapt.selective_metrics import (aurc, check_coverages, eaurc, fit_thresholds, paper_bisection, paper_order,
-                                         paper_protocol, risk_coverage_curve, selective_risk)
 
 
 def softmax64(row):
@@ -325,8 +335,9 @@ def test_sat_selective_trains_on_real_data_and_its_abstain_score_ranks_errors_la
     assert saved["score_abstain"].shape == saved["wrong"].shape and str(saved["primary"]) == "abstain"
 
 
+@pytest.mark.slow
 def test_report_tables_average_over_seeds_and_put_the_own_score_first(tmp_path):
-    from selfadapt.selective_report import markdown, mean_curve, plot_risk_coverage, plot_validation_aurc
+    from selfadapt.apps.selective import markdown, mean_curve, plot_risk_coverage, plot_validation_aurc
 
     rng = np.random.default_rng(4)
     runs = []

@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from selfadapt.cli import build_parser, main, option_fields
+from selfadapt.cli import build_parser, main
+from selfadapt.config.run import RunConfig, declared_settings, differing_settings, option_fields, parse_text
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.registry import METHODS, get_method
-from selfadapt.presets import describe_presets, load_preset, preset_names
-from selfadapt.settings import RunConfig, declared_settings, differing_settings, parse_text
+from selfadapt.grid.presets import describe_presets, load_preset, preset_names
+from selfadapt.objectives.registry import get_method, methods
 
 
 def test_every_setting_and_option_is_a_flag_with_its_default_in_the_help():
@@ -33,11 +33,11 @@ def test_flat_names_round_trip_through_the_nested_config():
 
 
 def test_every_method_option_has_a_default_a_help_and_is_checked():
-    for method in METHODS.values():
+    for method in methods().values():
         defaults = method.parse()
         for f in dataclasses.fields(method.options):
             assert f.metadata.get("help"), (method.name, f.name)
-            assert getattr(defaults, f.name) == f.default
+            assert getattr(defaults, f.name) == method.default(f.name)
 
 
 @pytest.mark.parametrize("values,message", [
@@ -73,9 +73,9 @@ def test_every_preset_is_a_valid_run(name):
 
 def test_presets_carry_the_papers_numbers(capsys):
     papers = {name: paper for name, _, paper in describe_presets()}
-    assert papers["cifar10-sat-sym0.4"] == {"test_accuracy": 92.64}
+    assert papers["cifar10:sat-symmetric-0.4"] == {"test_accuracy": 92.64}
     assert main(["presets"]) == 0
-    assert "cifar10-sat-sym0.4" in capsys.readouterr().out
+    assert "cifar10:sat-symmetric-0.4" in capsys.readouterr().out
 
 
 def test_methods_lists_each_option_with_its_default(capsys):

@@ -11,18 +11,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt.cli import main
-from selfadapt.data.datasets import load_dataset
+from selfadapt.config.run import RunConfig
+from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
+from selfadapt.data.registry import load_dataset
 from selfadapt.data.ssl_augment import ViewAugment, ViewRecipe, ssl_view_augmentations
-from selfadapt.engine import learning_rate
+from selfadapt.engine.optim import LARS
+from selfadapt.engine.trainer import learning_rate
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import EvalData
-from selfadapt.evaluators.features import KNNAccuracy, LinearProbe, frozen_features, knn_predict
+from selfadapt.evaluators.representation import KNNAccuracy, LinearProbe, frozen_features, knn_predict
 from selfadapt.experiment import train_run
 from selfadapt.objectives import BYOL, Batch, Progress, RotationPrediction, SelfSupervisedSAT, SimCLR
 from selfadapt.objectives.ssl import collapse_metrics, ema_momentum, normalized_mse, nt_xent, rotate
-from selfadapt.optim import LARS
-from selfadapt.settings import EngineSettings, RunConfig
 
 needs_kornia = pytest.mark.skipif(importlib.util.find_spec("kornia") is None,
                                   reason="kornia (extra 'ssl') is not installed")

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from selfadapt.objectives.base import Batch
+from selfadapt.batch import Batch
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 _RANK_STRIDE = 1_000_003  # augmentation seeds of different processes lie this far apart

@@ -1,12 +1,9 @@
 """Top-1 test accuracy of the objective's class predictions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, register_evaluator
-from selfadapt.settings import setting
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, schedule_options, timing
 
 
 class TestAccuracy(Evaluator):
@@ -37,11 +34,10 @@ class TestAccuracy(Evaluator):
         return {"test_accuracy": correct.item() / len(data.test.labels)}
 
 
-@dataclass
-class AccuracyOptions:
-    accuracy_every: int = setting(1, "test accuracy every K epochs (and after the last)",
-                                  check=lambda v: v >= 1, must="be >= 1")
+AccuracyOptions = schedule_options("accuracy", "test accuracy", every=1)
 
 
-register_evaluator(EvaluatorSpec("accuracy", "top-1 accuracy on the test set",
-                                 lambda o: TestAccuracy(every=o.accuracy_every), AccuracyOptions))
+EVALUATORS = [
+    EvaluatorSpec("accuracy", "top-1 accuracy on the test set",
+                  lambda o: TestAccuracy(**timing(o, "accuracy")), AccuracyOptions),
+]

@@ -1,8 +1,9 @@
 """Evaluators: ``evaluator(model, objective, data, epoch) -> metrics``, run by the engine.
 
 Each evaluator says how often and from which epoch it runs, which of its metrics is primary and
-whether higher is better, so run summaries and grid tables work for any metric. An evaluator is
-registered by name with typed options (an :class:`EvaluatorSpec`), like a method.
+whether higher is better, so run summaries and grid tables work for any metric. An evaluator's
+module lists it with typed options (``EVALUATORS = [EvaluatorSpec(...)]``), like a method, and
+:mod:`selfadapt.evaluators.registry` finds it.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from selfadapt.config.fields import setting
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.errors import SelfAdaptError
-from selfadapt.settings import parse_options
 
 
 @dataclass
@@ -83,52 +84,29 @@ class EvaluatorSpec:
             raise SelfAdaptError(f"{prefix}{problem}")
 
 
-EVALUATORS: dict[str, EvaluatorSpec] = {}
+def schedule_options(name: str, what: str, *, every: int = 1, start_epoch: int | None = None) -> type:
+    """The options saying when evaluator ``name`` runs, declared once for every evaluator:
+    ``<name>_every`` and, where given a ``start_epoch``, ``<name>_start_epoch``.
+
+    >>> [f.name for f in dataclasses.fields(schedule_options("pgd", "PGD", start_epoch=0))]
+    ['pgd_every', 'pgd_start_epoch']
+    """
+    fields = [(f"{name}_every", "int", setting(every, f"{what} every K epochs (and after the last)",
+                                              check=lambda v: v >= 1, must="be >= 1"))]
+    if start_epoch is not None:
+        fields.append((f"{name}_start_epoch", "int", setting(
+            start_epoch, f"first epoch (0-based) of {what} (always after the last)",
+            check=lambda v: v >= 0, must="be >= 0")))
+    return dataclasses.make_dataclass(f"{name.title().replace('_', '')}Schedule", fields)
 
 
-def register_evaluator(spec: EvaluatorSpec) -> EvaluatorSpec:
-    if spec.name in EVALUATORS:
-        raise ValueError(f"evaluator {spec.name!r} is registered twice")
-    EVALUATORS[spec.name] = spec
-    return spec
+def timing(options, name: str) -> dict:
+    """``every`` and ``start_epoch`` of evaluator ``name`` from its :func:`schedule_options`.
 
-
-def get_evaluator(name: str) -> EvaluatorSpec:
-    if name not in EVALUATORS:
-        raise SelfAdaptError(f"unknown evaluator {name!r}; choose from {', '.join(sorted(EVALUATORS))}")
-    return EVALUATORS[name]
-
-
-def evaluator_names_for(method, noise: str) -> list[str]:
-    """A method's default evaluators, plus memorisation curves where label noise is injected."""
-    from selfadapt.data.corruption import LABEL_CORRUPTIONS
-
-    names = list(method.evaluators)
-    if noise in LABEL_CORRUPTIONS and "memorisation" not in names:
-        names.append("memorisation")
-    return names
-
-
-def resolve_evaluator_options(names: list[str], given: dict, prefix: str = "") -> dict:
-    """Every option of the evaluators ``names``: taken from ``given`` where named, else default."""
-    if len(set(names)) != len(names):
-        raise SelfAdaptError(f"{prefix}an evaluator is listed twice: {', '.join(names)}")
-    options = {}
-    for name in names:
-        spec = get_evaluator(name)
-        own = {k: v for k, v in given.items() if k in spec.option_names}
-        options.update(dataclasses.asdict(parse_options(spec.options, own, f"{prefix}evaluator {name}")))
-    return options
-
-
-def build_evaluators(names: list[str], options: dict) -> list[Evaluator]:
-    """The evaluators ``names``, each built from its part of ``options``."""
-    out = []
-    for name in names:
-        spec = get_evaluator(name)
-        out.append(spec.build(parse_options(spec.options, {k: options[k] for k in spec.option_names
-                                                           if k in options}, f"evaluator {name}")))
-    return out
+    >>> timing(schedule_options("knn", "kNN", every=5)(), "knn")
+    {'every': 5, 'start_epoch': 0}
+    """
+    return {"every": getattr(options, f"{name}_every"), "start_epoch": getattr(options, f"{name}_start_epoch", 0)}
 
 
 @contextlib.contextmanager

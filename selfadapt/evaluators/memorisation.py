@@ -2,10 +2,7 @@
 the training images without augmentation (never on augmented or mixed training views)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, predict_logits, register_evaluator
-from selfadapt.settings import setting
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, predict_logits, schedule_options, timing
 from selfadapt.targets import label_distribution_store
 
 
@@ -41,11 +38,10 @@ class Memorisation(Evaluator):
         return out
 
 
-@dataclass
-class MemorisationOptions:
-    memorisation_every: int = setting(10, "memorisation curves every K epochs (and after the last)",
-                                      check=lambda v: v >= 1, must="be >= 1")
+MemorisationOptions = schedule_options("memorisation", "memorisation curves", every=10)
 
 
-register_evaluator(EvaluatorSpec("memorisation", "memorisation of the label noise, on un-augmented training images",
-                                 lambda o: Memorisation(every=o.memorisation_every), MemorisationOptions))
+EVALUATORS = [
+    EvaluatorSpec("memorisation", "memorisation of the label noise, on un-augmented training images",
+                  lambda o: Memorisation(**timing(o, "memorisation")), MemorisationOptions),
+]

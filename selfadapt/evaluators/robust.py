@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from selfadapt.attacks import AUTOATTACK_VERSIONS, autoattack, autoattack_class, fgsm, frozen, model_fingerprint, pgd
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, register_evaluator
-from selfadapt.settings import setting
+from selfadapt.config.fields import setting
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, schedule_options, timing
 
 # Attacks keep every step's activations for the input gradient: at most this many images at once
 # (bounds the attack's memory; not tuned).
@@ -110,41 +110,33 @@ class AutoAttackAccuracy(Evaluator):
         return out
 
 
-def _robust_eps():
-    return setting(0.031, "L-inf radius of the evaluation attacks (PGD, FGSM, AutoAttack; pixels in [0, 1])",
-                   check=lambda v: 0.0 <= v <= 1.0, must="lie in [0, 1]")
-
-
-def _robust_subset():
-    return setting(None, "PGD/FGSM on a fixed subset of N test images (seed 0); default all",
-                   check=lambda v: v is None or v >= 1, must="be >= 1")
+@dataclass
+class EpsOption:
+    robust_eps: float = setting(0.031, "L-inf radius of the evaluation attacks (PGD, FGSM, AutoAttack; pixels in "
+                                       "[0, 1])", check=lambda v: 0.0 <= v <= 1.0, must="lie in [0, 1]")
 
 
 @dataclass
-class PGDOptions:
-    robust_eps: float = _robust_eps()
-    robust_subset: int | None = _robust_subset()
+class RobustOptions(EpsOption):
+    robust_subset: int | None = setting(None, "PGD/FGSM on a fixed subset of N test images (seed 0); default all",
+                                        check=lambda v: v is None or v >= 1, must="be >= 1")
+
+
+@dataclass
+class PGDOptions(RobustOptions, schedule_options("pgd", "the per-epoch PGD evaluation", start_epoch=0)):
     pgd_steps: int = setting(20, "PGD steps k", check=lambda v: v >= 0, must="be >= 0")
     pgd_step_size: float = setting(0.003, "PGD step size", check=lambda v: v > 0, must="be > 0")
     pgd_restarts: int = setting(1, "PGD random restarts (a sample counts as robust if no restart fools it)",
                                 check=lambda v: v >= 1, must="be >= 1")
-    pgd_start_epoch: int = setting(0, "first epoch (0-based) of the per-epoch PGD evaluation (always after the last)",
-                                   check=lambda v: v >= 0, must="be >= 0")
-    pgd_every: int = setting(1, "PGD every K epochs from pgd_start_epoch on", check=lambda v: v >= 1, must="be >= 1")
 
 
 @dataclass
-class FGSMOptions:
-    robust_eps: float = _robust_eps()
-    robust_subset: int | None = _robust_subset()
-    fgsm_start_epoch: int = setting(0, "first epoch (0-based) of the per-epoch FGSM evaluation (always after the last)",
-                                    check=lambda v: v >= 0, must="be >= 0")
-    fgsm_every: int = setting(1, "FGSM every K epochs from fgsm_start_epoch on", check=lambda v: v >= 1, must="be >= 1")
+class FGSMOptions(RobustOptions, schedule_options("fgsm", "the per-epoch FGSM evaluation", start_epoch=0)):
+    """FGSM's radius, test subset and schedule."""
 
 
 @dataclass
-class AutoAttackOptions:
-    robust_eps: float = _robust_eps()
+class AutoAttackOptions(EpsOption):
     autoattack_n_ex: int | None = setting(1000, "AutoAttack on a fixed subset of N test images (seed 0; "
                                                 "the first N of PGD's); none = all",
                                           check=lambda v: v is None or v >= 1, must="be >= 1")
@@ -154,19 +146,21 @@ class AutoAttackOptions:
 def _build_pgd(o: PGDOptions) -> RobustAccuracy:
     def attack(net, x, y):
         return pgd(net, x, y, eps=o.robust_eps, steps=o.pgd_steps, step_size=o.pgd_step_size, restarts=o.pgd_restarts)
-    return RobustAccuracy("pgd", attack, subset=o.robust_subset, every=o.pgd_every, start_epoch=o.pgd_start_epoch)
+    return RobustAccuracy("pgd", attack, subset=o.robust_subset, **timing(o, "pgd"))
 
 
 def _build_fgsm(o: FGSMOptions) -> RobustAccuracy:
     return RobustAccuracy("fgsm", lambda net, x, y: fgsm(net, x, y, eps=o.robust_eps), subset=o.robust_subset,
-                          every=o.fgsm_every, start_epoch=o.fgsm_start_epoch)
+                          **timing(o, "fgsm"))
 
 
-register_evaluator(EvaluatorSpec("pgd", "accuracy under PGD-k on cross-entropy (L-inf, random start), per epoch "
-                                        "from pgd_start_epoch", _build_pgd, PGDOptions))
-register_evaluator(EvaluatorSpec("fgsm", "accuracy under FGSM (L-inf), per epoch from fgsm_start_epoch",
-                                 _build_fgsm, FGSMOptions))
-register_evaluator(EvaluatorSpec("autoattack", "accuracy under AutoAttack (L-inf; needs selfadapt[adversarial]), "
-                                               "after the last epoch", lambda o: AutoAttackAccuracy(
-                                                   eps=o.robust_eps, n_ex=o.autoattack_n_ex,
-                                                   version=o.autoattack_version), AutoAttackOptions))
+EVALUATORS = [
+    EvaluatorSpec("pgd", "accuracy under PGD-k on cross-entropy (L-inf, random start), per epoch "
+                         "from pgd_start_epoch", _build_pgd, PGDOptions),
+    EvaluatorSpec("fgsm", "accuracy under FGSM (L-inf), per epoch from fgsm_start_epoch",
+                  _build_fgsm, FGSMOptions),
+    EvaluatorSpec("autoattack", "accuracy under AutoAttack (L-inf; needs selfadapt[adversarial]), "
+                                "after the last epoch", lambda o: AutoAttackAccuracy(
+                                    eps=o.robust_eps, n_ex=o.autoattack_n_ex,
+                                    version=o.autoattack_version), AutoAttackOptions),
+]

@@ -1,4 +1,4 @@
-"""Risk-coverage evaluation of any classifier (selective classification, SPEC section 4).
+"""Risk-coverage evaluation of any classifier (selective classification).
 
 Every score the objective ranks by is evaluated side by side (``sr`` and ``entropy`` for every
 classifier, ``abstain`` or ``g`` where the method has one; see
@@ -21,12 +21,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfadapt.config.fields import setting
 from selfadapt.errors import SelfAdaptError
-from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, register_evaluator
+from selfadapt.evaluators.base import Evaluator, EvaluatorSpec, autocast, evaluation_mode, schedule_options, timing
+from selfadapt.evaluators.selective_metrics import (
+    COVERAGES,
+    aurc,
+    check_coverages,
+    coverage_name,
+    eaurc,
+    fit_thresholds,
+    paper_protocol,
+    selective_risk,
+)
 from selfadapt.objectives.selective import predict_with_scores, primary_score
-from selfadapt.selective_metrics import (COVERAGES, aurc, check_coverages, coverage_name, eaurc, fit_thresholds,
-                                         paper_protocol, selective_risk)
-from selfadapt.settings import setting
 
 SCORES_FILE = "selective_scores.npz"
 
@@ -118,10 +126,7 @@ class RiskCoverage(Evaluator):
         return out
 
 
-@dataclass
-class SelectiveValidationOptions:
-    selective_val_every: int = setting(1, "validation AURC every K epochs (and after the last)",
-                                       check=lambda v: v >= 1, must="be >= 1")
+SelectiveValidationOptions = schedule_options("selective_val", "validation AURC", every=1)
 
 
 @dataclass
@@ -132,10 +137,12 @@ class RiskCoverageOptions:
                                                must="each lie in (0, 100] (percent)")
 
 
-register_evaluator(EvaluatorSpec("selective-val", "AURC of every selection score on the validation split (cheap)",
-                                 lambda o: SelectiveValidation(every=o.selective_val_every),
-                                 SelectiveValidationOptions, validate=_needs_validation))
-register_evaluator(EvaluatorSpec("risk-coverage", "selective error at target coverages (thresholds fitted on the "
-                                                  "validation split; and the paper's protocol), AURC, E-AURC",
-                                 lambda o: RiskCoverage(o.selective_coverages, final_only=True),
-                                 RiskCoverageOptions, validate=_needs_validation))
+EVALUATORS = [
+    EvaluatorSpec("selective-val", "AURC of every selection score on the validation split (cheap)",
+                  lambda o: SelectiveValidation(**timing(o, "selective_val")),
+                  SelectiveValidationOptions, validate=_needs_validation),
+    EvaluatorSpec("risk-coverage", "selective error at target coverages (thresholds fitted on the "
+                                   "validation split; and the paper's protocol), AURC, E-AURC",
+                  lambda o: RiskCoverage(o.selective_coverages, final_only=True),
+                  RiskCoverageOptions, validate=_needs_validation),
+]

@@ -1,7 +1,7 @@
 """Models by name: ``build_model("resnet34", num_classes=10)`` returns a :class:`Classifier`.
 
 Every model takes images in [0, 1] and normalises them itself, so training, evaluation and
-adversarial attacks all work in the same [0, 1] pixel space (SPEC section 5).
+adversarial attacks all work in the same [0, 1] pixel space.
 
 >>> import torch
 >>> model = build_model("cnn", num_classes=10, in_channels=1, image_size=28, mean=[0.286], std=[0.353])

@@ -1,4 +1,4 @@
-"""Adversarial training (SPEC section 5): TRADES, TRADES+SAT, PGD-AT (Madry et al.) and PGD-AT+SAT.
+"""Adversarial training (Huang et al., TPAMI 2022, section 5): TRADES, TRADES+SAT, PGD-AT (Madry et al.) and PGD-AT+SAT.
 
 Each objective owns its inner attack (:mod:`selfadapt.attacks`), run with the model frozen in eval
 mode; the outer loss is computed back in the mode the engine set (train). Images stay in [0, 1]
@@ -14,12 +14,12 @@ throughout; the model normalises them itself.
   clean predictions ``softmax f(x)`` (one extra forward without gradient, in train mode, as
   TRADES+SAT's clean forward), so the targets, as in TRADES+SAT, never follow adversarial predictions.
 
->>> from selfadapt.objectives.base import Batch
+>>> from selfadapt.batch import Batch
 >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
 >>> trades = TRADES(CrossEntropy(), beta=6.0, eps=0.031, steps=2, step_size=0.007)
 >>> out = trades.training_step(model, Batch((torch.rand(5, 1, 2, 2),), torch.randint(0, 3, (5,)), torch.arange(5)), 0)
 >>> sorted(out.metrics)
-['robust_loss', 'natural_loss']
+['natural_loss', 'robust_loss']
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt.attacks import pgd, trades_attack
-from selfadapt.objectives.base import Objective, StepOutput
-from selfadapt.objectives.registry import Method, register, start_epoch_before_end
-from selfadapt.objectives.sat import CrossEntropy, SelfAdaptiveTraining
-from selfadapt.settings import setting
+from selfadapt.batch import StepOutput
+from selfadapt.config.fields import setting
+from selfadapt.objectives.base import Objective
+from selfadapt.objectives.method import Method, start_epoch_before_end
+from selfadapt.objectives.sat import CrossEntropy, SATScheduleOptions, SelfAdaptiveTraining
 
 
 def trades_kl(logits_adv: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -43,7 +44,19 @@ def trades_kl(logits_adv: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
                     reduction="sum") / len(logits)
 
 
-class TRADES(Objective):
+class NaturalLossObjective(Objective):
+    """An adversarial objective around a ``natural`` loss (cross-entropy or SAT): the loss's
+    end-of-epoch decisions (SAT's automatic start) and derived settings pass through."""
+
+    def end_epoch(self, epoch):
+        end = getattr(self.natural, "end_epoch", None)
+        return end(epoch) if end is not None else {}
+
+    def settings_used(self) -> dict:
+        return self.natural.settings_used() if hasattr(self.natural, "settings_used") else {}
+
+
+class TRADES(NaturalLossObjective):
     """``natural(f(x), y, index, epoch) + beta * trades_kl(f(x_adv), f(x))`` (Zhang et al., 2019).
 
     ``natural`` is any loss with the ``(logits, targets, index, epoch)`` signature: cross-entropy
@@ -65,7 +78,7 @@ class TRADES(Objective):
                           {"natural_loss": natural.detach(), "robust_loss": robust.detach()})
 
 
-class PGDAdversarialTraining(Objective):
+class PGDAdversarialTraining(NaturalLossObjective):
     """The loss on PGD examples (Madry et al., 2018): ``CE(f(x_adv), y)``; with
     ``natural=SelfAdaptiveTraining(...)`` SAT's loss on ``f(x_adv)`` whose targets follow the clean
     predictions. The logits returned (train accuracy) are the adversarial examples'."""
@@ -79,8 +92,8 @@ class PGDAdversarialTraining(Objective):
         x_adv = pgd(model, batch.x, batch.y, eps=self.eps, steps=self.steps, step_size=self.step_size)
         logits_adv = model(x_adv)
         if isinstance(self.natural, SelfAdaptiveTraining):
-            clean = None
-            if epoch >= self.natural.start_epoch:
+            clean, start = None, self.natural.start_epoch
+            if start is not None and epoch >= start:  # None: the automatic start has not chosen yet
                 with torch.no_grad():
                     clean = model(batch.x)
             loss = self.natural(logits_adv, batch.y, batch.index, epoch, update_from=clean)
@@ -107,27 +120,19 @@ class TRADESOptions(AttackOptions):
                                  must="be >= 0")
 
 
-def _sat_momentum():
-    return setting(0.9, "SAT target momentum alpha", check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
-
-
-def _sat_start_epoch():
-    # The authors' scripts count epochs from 1 and start SAT at their epoch 70 (`epoch < es` is
-    # cross-entropy): that is our 0-based epoch 69.
-    return setting(69, "SAT start epoch Es (0-based; the authors' 1-based epoch 70 is 69)",
-                   check=lambda e: e >= 0, must="be >= 0")
+@dataclass
+class TRADESSATOptions(TRADESOptions, SATScheduleOptions):
+    """TRADES' and SAT's options."""
 
 
 @dataclass
-class TRADESSATOptions(TRADESOptions):
-    sat_momentum: float = _sat_momentum()
-    sat_start_epoch: int = _sat_start_epoch()
+class PGDATSATOptions(AttackOptions, SATScheduleOptions):
+    """PGD-AT's and SAT's options."""
 
 
-@dataclass
-class PGDATSATOptions(AttackOptions):
-    sat_momentum: float = _sat_momentum()
-    sat_start_epoch: int = _sat_start_epoch()
+# The authors' scripts count epochs from 1 and start SAT at their epoch 70 (`epoch < es` is
+# cross-entropy): that is our 0-based epoch 69; alpha is theirs, 0.9.
+SAT_DEFAULTS = {"sat_momentum": 0.9, "sat_start_epoch": 69}
 
 
 def _attack(o: AttackOptions) -> dict:
@@ -135,7 +140,8 @@ def _attack(o: AttackOptions) -> dict:
 
 
 def _sat(ctx, o) -> SelfAdaptiveTraining:
-    return SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum, start_epoch=o.sat_start_epoch)
+    return SelfAdaptiveTraining(ctx.labels, ctx.num_classes, momentum=o.sat_momentum, start_epoch=o.sat_start_epoch,
+                                epochs=ctx.epochs, holdout=o.sat_holdout, patience=o.sat_patience, seed=ctx.seed)
 
 
 def _sat_starts_in_time(options, config) -> str | None:
@@ -144,13 +150,15 @@ def _sat_starts_in_time(options, config) -> str | None:
 
 EVALUATORS = ("accuracy", "pgd")
 
-register(Method("trades", "TRADES adversarial training (Zhang et al., 2019)", lambda ctx, o: TRADES(
-    CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS))
-register(Method("trades-sat", "TRADES with SAT's loss as the natural term (targets from clean predictions)",
-                lambda ctx, o: TRADES(_sat(ctx, o), beta=o.trades_beta, **_attack(o)), TRADESSATOptions,
-                evaluators=EVALUATORS, validate=_sat_starts_in_time))
-register(Method("pgd-at", "PGD adversarial training (Madry et al., 2018)", lambda ctx, o: PGDAdversarialTraining(
-    CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS))
-register(Method("pgd-at-sat", "PGD-AT with SAT's loss on the adversarial examples (targets from clean predictions)",
-                lambda ctx, o: PGDAdversarialTraining(_sat(ctx, o), **_attack(o)), PGDATSATOptions,
-                evaluators=EVALUATORS, validate=_sat_starts_in_time))
+METHODS = [
+    Method("trades", "TRADES adversarial training (Zhang et al., 2019)", lambda ctx, o: TRADES(
+        CrossEntropy(), beta=o.trades_beta, **_attack(o)), TRADESOptions, evaluators=EVALUATORS),
+    Method("trades-sat", "TRADES with SAT's loss as the natural term (targets from clean predictions)",
+           lambda ctx, o: TRADES(_sat(ctx, o), beta=o.trades_beta, **_attack(o)), TRADESSATOptions, SAT_DEFAULTS,
+           evaluators=EVALUATORS, validate=_sat_starts_in_time),
+    Method("pgd-at", "PGD adversarial training (Madry et al., 2018)", lambda ctx, o: PGDAdversarialTraining(
+        CrossEntropy(), **_attack(o)), AttackOptions, evaluators=EVALUATORS),
+    Method("pgd-at-sat", "PGD-AT with SAT's loss on the adversarial examples (targets from clean predictions)",
+           lambda ctx, o: PGDAdversarialTraining(_sat(ctx, o), **_attack(o)), PGDATSATOptions, SAT_DEFAULTS,
+           evaluators=EVALUATORS, validate=_sat_starts_in_time),
+]

@@ -1,4 +1,4 @@
-"""Noisy-label baselines to compare SAT against (SPEC section 3), each a small module.
+"""Noisy-label baselines to compare SAT against (the SAT paper's Table 1 and more), each a small module.
 
 Losses take the common ``(logits, targets, index, epoch)`` signature of :mod:`selfadapt.objectives.sat`
 and compute in float32; the registry wraps them in :class:`~selfadapt.objectives.base.LogitLoss`.
@@ -13,19 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import LogitLoss, Objective, StepOutput
-from selfadapt.objectives.registry import Method, register
-from selfadapt.settings import setting
+from selfadapt.batch import StepOutput
+from selfadapt.config.fields import setting
+from selfadapt.errors import check_range
+from selfadapt.objectives.base import LogitLoss, Objective
+from selfadapt.objectives.method import Method
 from selfadapt.targets import TargetStore
-
-
-def _check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False):
-    inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
-    if not inside:  # also catches NaN
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise SelfAdaptError(f"{name} must lie in {interval}, got {value}")
-    return float(value)
 
 
 class LabelSmoothing(nn.Module):
@@ -41,7 +34,7 @@ class LabelSmoothing(nn.Module):
 
     def __init__(self, smoothing: float = 0.1):
         super().__init__()
-        self.smoothing = _check_range("label smoothing", smoothing, 0.0, 1.0, high_open=True)
+        self.smoothing = check_range("label smoothing", smoothing, 0.0, 1.0, high_open=True)
 
     def forward(self, logits, targets, index=None, epoch=0):
         return F.cross_entropy(logits.float(), targets, label_smoothing=self.smoothing)
@@ -65,7 +58,7 @@ class SoftBootstrapping(nn.Module):
 
     def __init__(self, beta: float = 0.95):
         super().__init__()
-        self.beta = _check_range("bootstrapping beta", beta, 0.0, 1.0)
+        self.beta = check_range("bootstrapping beta", beta, 0.0, 1.0)
 
     def forward(self, logits, targets, index=None, epoch=0):
         log_prob = F.log_softmax(logits.float(), dim=1)
@@ -86,7 +79,7 @@ class HardBootstrapping(nn.Module):
 
     def __init__(self, beta: float = 0.8):
         super().__init__()
-        self.beta = _check_range("bootstrapping beta", beta, 0.0, 1.0)
+        self.beta = check_range("bootstrapping beta", beta, 0.0, 1.0)
 
     def forward(self, logits, targets, index=None, epoch=0):
         log_prob = F.log_softmax(logits.float(), dim=1)
@@ -108,7 +101,7 @@ class GeneralizedCrossEntropy(nn.Module):
 
     def __init__(self, q: float = 0.7):
         super().__init__()
-        self.q = _check_range("GCE q", q, 0.0, 1.0, low_open=True)
+        self.q = check_range("GCE q", q, 0.0, 1.0, low_open=True)
 
     def forward(self, logits, targets, index=None, epoch=0):
         log_p_y = F.log_softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
@@ -130,8 +123,8 @@ class SymmetricCrossEntropy(nn.Module):
 
     def __init__(self, alpha: float = 0.1, beta: float = 1.0):
         super().__init__()
-        self.alpha = _check_range("SCE alpha", alpha, 0.0, float("inf"))
-        self.beta = _check_range("SCE beta", beta, 0.0, float("inf"))
+        self.alpha = check_range("SCE alpha", alpha, 0.0, float("inf"))
+        self.beta = check_range("SCE beta", beta, 0.0, float("inf"))
 
     def forward(self, logits, targets, index=None, epoch=0):
         logits = logits.float()
@@ -158,8 +151,8 @@ class EarlyLearningRegularization(nn.Module):
 
     def __init__(self, num_samples: int, num_classes: int, beta: float = 0.7, lam: float = 3.0):
         super().__init__()
-        self.beta = _check_range("ELR beta", beta, 0.0, 1.0, high_open=True)
-        self.lam = _check_range("ELR lambda", lam, 0.0, float("inf"))
+        self.beta = check_range("ELR beta", beta, 0.0, 1.0, high_open=True)
+        self.lam = check_range("ELR lambda", lam, 0.0, float("inf"))
         self.store = TargetStore(torch.zeros(num_samples, num_classes), self.beta)
 
     @property
@@ -203,7 +196,7 @@ class Mixup(Objective):
 
     def __init__(self, alpha: float = 8.0, seed: int = 0):
         super().__init__()
-        self.alpha = _check_range("mixup alpha", alpha, 0.0, float("inf"))
+        self.alpha = check_range("mixup alpha", alpha, 0.0, float("inf"))
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def sample(self, batch_size: int) -> tuple[float, torch.Tensor]:
@@ -245,13 +238,9 @@ class LSOptions:
 
 
 @dataclass
-class SoftBootstrapOptions:
-    bootstrap_beta: float = setting(0.95, "weight of the given label (1 - beta on the prediction)", **_unit)
-
-
-@dataclass
-class HardBootstrapOptions:
-    bootstrap_beta: float = setting(0.8, "weight of the given label (1 - beta on the predicted class)", **_unit)
+class BootstrapOptions:
+    bootstrap_beta: float = setting(0.95, "weight of the given label; 1 - beta goes to the prediction (soft: the "
+                                          "predicted distribution, hard: the predicted class)", **_unit)
 
 
 @dataclass
@@ -277,17 +266,20 @@ class MixupOptions:
     mixup_alpha: float = setting(8.0, "Beta(alpha, alpha) of the mixing weight (0: plain CE)", **_non_negative)
 
 
-register(Method("ls", "label smoothing (Szegedy et al. 2016)",
-                lambda ctx, o: LogitLoss(LabelSmoothing(o.ls_smoothing)), LSOptions))
-register(Method("bootstrap-soft", "soft bootstrapping (Reed et al. 2015)",
-                lambda ctx, o: LogitLoss(SoftBootstrapping(o.bootstrap_beta)), SoftBootstrapOptions))
-register(Method("bootstrap-hard", "hard bootstrapping (Reed et al. 2015)",
-                lambda ctx, o: LogitLoss(HardBootstrapping(o.bootstrap_beta)), HardBootstrapOptions))
-register(Method("gce", "generalized cross-entropy (Zhang & Sabuncu 2018)",
-                lambda ctx, o: LogitLoss(GeneralizedCrossEntropy(o.gce_q)), GCEOptions))
-register(Method("sce", "symmetric cross-entropy (Wang et al. 2019)",
-                lambda ctx, o: LogitLoss(SymmetricCrossEntropy(o.sce_alpha, o.sce_beta)), SCEOptions))
-register(Method("elr", "early-learning regularization (Liu et al. 2020)", lambda ctx, o: LogitLoss(
-    EarlyLearningRegularization(len(ctx.labels), ctx.num_classes, beta=o.elr_beta, lam=o.elr_lambda)), ELROptions))
-register(Method("mixup", "mixup (Zhang et al. 2018); its generator is seeded by the data seed",
-                lambda ctx, o: Mixup(o.mixup_alpha, seed=ctx.seed), MixupOptions))
+METHODS = [
+    Method("ls", "label smoothing (Szegedy et al. 2016)",
+           lambda ctx, o: LogitLoss(LabelSmoothing(o.ls_smoothing)), LSOptions),
+    Method("bootstrap-soft", "soft bootstrapping (Reed et al. 2015)",
+           lambda ctx, o: LogitLoss(SoftBootstrapping(o.bootstrap_beta)), BootstrapOptions),
+    Method("bootstrap-hard", "hard bootstrapping (Reed et al. 2015)",
+           lambda ctx, o: LogitLoss(HardBootstrapping(o.bootstrap_beta)), BootstrapOptions,
+           {"bootstrap_beta": 0.8}),
+    Method("gce", "generalized cross-entropy (Zhang & Sabuncu 2018)",
+           lambda ctx, o: LogitLoss(GeneralizedCrossEntropy(o.gce_q)), GCEOptions),
+    Method("sce", "symmetric cross-entropy (Wang et al. 2019)",
+           lambda ctx, o: LogitLoss(SymmetricCrossEntropy(o.sce_alpha, o.sce_beta)), SCEOptions),
+    Method("elr", "early-learning regularization (Liu et al. 2020)", lambda ctx, o: LogitLoss(
+        EarlyLearningRegularization(len(ctx.labels), ctx.num_classes, beta=o.elr_beta, lam=o.elr_lambda)), ELROptions),
+    Method("mixup", "mixup (Zhang et al. 2018); its generator is seeded by the data seed",
+           lambda ctx, o: Mixup(o.mixup_alpha, seed=ctx.seed), MixupOptions),
+]

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Objective, StepOutput
-from selfadapt.objectives.baselines import _check_range
-from selfadapt.objectives.registry import Method, register
-from selfadapt.settings import setting
+from selfadapt.batch import StepOutput
+from selfadapt.config.fields import setting
+from selfadapt.errors import SelfAdaptError, check_range
+from selfadapt.objectives.base import Objective
+from selfadapt.objectives.method import Method
 
 
 def small_loss_selection(losses: torch.Tensor, forget_rate: float) -> torch.Tensor:
@@ -56,11 +56,11 @@ class CoTeaching(Objective):
                  exponent: float = 1.0):
         super().__init__()
         self.peer = peer
-        self.forget_rate = _check_range("co-teaching forget rate", forget_rate, 0.0, 1.0, high_open=True)
+        self.forget_rate = check_range("co-teaching forget rate", forget_rate, 0.0, 1.0, high_open=True)
         if int(gradual_epochs) != gradual_epochs or gradual_epochs < 0:
             raise SelfAdaptError(f"co-teaching T_k must be a non-negative integer, got {gradual_epochs}")
         self.gradual_epochs = int(gradual_epochs)
-        self.exponent = _check_range("co-teaching exponent c", exponent, 0.0, float("inf"), low_open=True)
+        self.exponent = check_range("co-teaching exponent c", exponent, 0.0, float("inf"), low_open=True)
 
     def forget_rate_at(self, epoch: int) -> float:
         """``R(e) = tau * min(e / T_k, 1) ** c`` for the 0-based epoch ``e``."""
@@ -108,5 +108,7 @@ def _forget_rate_known(options, config) -> str | None:
     return None
 
 
-register(Method("coteaching", "two networks trained on each other's small-loss samples (Han et al. 2018)",
-                _build, CoTeachingOptions, validate=_forget_rate_known))
+METHODS = [
+    Method("coteaching", "two networks trained on each other's small-loss samples (Han et al. 2018)",
+           _build, CoTeachingOptions, validate=_forget_rate_known),
+]

@@ -1,4 +1,4 @@
-"""Self-adaptive training for classification (SPEC section 1) and plain cross-entropy.
+"""Self-adaptive training for classification (Huang, Zhang & Zhang, NeurIPS 2020) and plain cross-entropy.
 
 Every loss here has the signature ``loss(logits, targets, index, epoch)``, so it drops into any
 training loop that knows the dataset index of each sample.
@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfadapt import distributed
-from selfadapt.auto_start import AutoStart, momentum_for
+from selfadapt.config.fields import setting
 from selfadapt.errors import SelfAdaptError
-from selfadapt.label_issues import LabelIssues, suspected_label_errors
+from selfadapt.label_errors import LabelIssues, suspected_label_errors
+from selfadapt.objectives.auto_start import AutoStart, momentum_for
 from selfadapt.objectives.base import LogitLoss
-from selfadapt.objectives.registry import Method, register, start_epoch_before_end
-from selfadapt.settings import setting
+from selfadapt.objectives.method import Method, start_epoch_before_end
 from selfadapt.targets import TargetStore
 
 
@@ -220,10 +220,18 @@ def width_scaled(momentum: float, start_epoch: int, width: int, reference: int =
 
 
 @dataclass
-class SATOptions:
+class SATMomentumOption:
+    """SAT's target momentum, declared once for every method built on SAT's targets."""
+
     sat_momentum: float | Literal["auto"] = setting(
         "auto", "SAT target momentum alpha; auto: min(0.6, 0.01^(1/epochs left)) (the paper: 0.9)",
         check=lambda m: m == "auto" or 0.0 <= m < 1.0, must="lie in [0, 1) or be auto")
+
+
+@dataclass
+class SATScheduleOptions(SATMomentumOption):
+    """When SAT starts, declared once for every method that starts SAT after cross-entropy."""
+
     sat_start_epoch: int | Literal["auto"] = setting(
         "auto", "SAT start epoch Es (0-based; cross-entropy before it); auto: once accuracy on a held-out "
                 "share of the noisy training data stops improving (the paper: 60 of 200)",
@@ -233,6 +241,10 @@ class SATOptions:
                                  check=lambda v: 0.0 < v <= 0.25, must="lie in (0, 0.25]")
     sat_patience: int = setting(3, "auto start: epochs without a better held-out accuracy before SAT starts",
                                 check=lambda v: v >= 1, must="be >= 1")
+
+
+@dataclass
+class SATOptions(SATScheduleOptions):
     sat_width_reference: int = setting(
         0, "double-descent width rule: momentum and start epoch hold at this model width and are rescaled "
            "to the run's width by width_scaled (0: off)", check=lambda w: w >= 0, must="be >= 0")
@@ -280,8 +292,10 @@ def _build_sat(ctx, o: SATOptions, sce_weights=None):
                                           patience=o.sat_patience, seed=ctx.seed))
 
 
-register(Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())))
-register(Method("sat", "self-adaptive training (Huang et al., NeurIPS 2020)", _build_sat, SATOptions,
-                validate=_sat_starts_in_time))
-register(Method("sat-sce", "SAT with the symmetric loss -a t log p - b p log t", lambda ctx, o: _build_sat(
-    ctx, o, sce_weights=(o.sat_sce_a, o.sat_sce_b)), SATSCEOptions, validate=_sat_starts_in_time))
+METHODS = [
+    Method("ce", "cross-entropy on the given labels", lambda ctx, o: LogitLoss(CrossEntropy())),
+    Method("sat", "self-adaptive training (Huang et al., NeurIPS 2020)", _build_sat, SATOptions,
+           validate=_sat_starts_in_time),
+    Method("sat-sce", "SAT with the symmetric loss -a t log p - b p log t", lambda ctx, o: _build_sat(
+        ctx, o, sce_weights=(o.sat_sce_a, o.sat_sce_b)), SATSCEOptions, validate=_sat_starts_in_time),
+]

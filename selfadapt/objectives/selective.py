@@ -1,4 +1,4 @@
-"""Selective classification: learn to abstain (SPEC section 4).
+"""Selective classification: learn to abstain (Huang et al., NeurIPS 2020, section 4).
 
 Every objective here ranks samples for abstention with scores of its own, higher meaning less
 confident (abstain first), and hands them to the risk-coverage evaluators through
@@ -31,10 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfadapt.batch import StepOutput
+from selfadapt.config.fields import setting
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Objective, StepOutput
-from selfadapt.objectives.registry import Method, register, start_epoch_before_end
-from selfadapt.settings import setting
+from selfadapt.objectives.auto_start import momentum_for
+from selfadapt.objectives.base import Objective
+from selfadapt.objectives.method import Method, start_epoch_before_end
+from selfadapt.objectives.sat import SATMomentumOption
 from selfadapt.targets import TargetStore
 
 SELECTIVE_EVALUATORS = ("accuracy", "selective-val", "risk-coverage")
@@ -273,13 +276,8 @@ class SelectiveNet(Objective):
 # --------------------------------------------------------------------------------------------
 # options and registration
 
-def _momentum_ok(m) -> bool:
-    return 0.0 <= m < 1.0
-
-
 @dataclass
-class SATSelectiveOptions:
-    sat_momentum: float = setting(0.9, "SAT target momentum alpha", check=_momentum_ok, must="lie in [0, 1)")
+class SATSelectiveOptions(SATMomentumOption):
     sat_pretrain_epochs: int = setting(150, "selective SAT: cross-entropy on the C class logits for epochs "
                                             "0..N-1 (CIFAR-10 150 of 300, SVHN and Cats vs Dogs 0)",
                                        check=lambda e: e >= 0, must="be >= 0")
@@ -319,7 +317,8 @@ def _gamblers_pretraining_ends(options, config):
 
 
 def _build_sat(ctx, o, entropy_weight=0.0, primary_score="abstain"):
-    return SATSelective(ctx.labels, ctx.num_classes, o.sat_momentum, o.sat_pretrain_epochs,
+    momentum = momentum_for(ctx.epochs - o.sat_pretrain_epochs) if o.sat_momentum == "auto" else o.sat_momentum
+    return SATSelective(ctx.labels, ctx.num_classes, momentum, o.sat_pretrain_epochs,
                         entropy_weight=entropy_weight, primary_score=primary_score, model=ctx.model)
 
 
@@ -327,20 +326,23 @@ def _plus_abstain(num_classes: int) -> int:
     return num_classes + 1
 
 
-register(Method("sat-selective", "SAT with an abstain class, ranked by the abstain probability "
-                                 "(Huang et al., NeurIPS 2020)", _build_sat, SATSelectiveOptions,
-                outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS, validate=_sat_pretraining_ends))
-register(Method("sat-selective-em", "selective SAT plus entropy minimisation, ranked by softmax response "
-                                    "(Feng et al., ICLR 2023)",
-                lambda ctx, o: _build_sat(ctx, o, o.sat_em_beta, "sr"), SATSelectiveEMOptions,
-                outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS, validate=_sat_pretraining_ends))
-register(Method("deep-gamblers", "Deep Gamblers, -log(p_y + p_abstain / o) (Liu et al., NeurIPS 2019)",
-                lambda ctx, o: DeepGamblers(ctx.num_classes, o.gamblers_reward, o.gamblers_pretrain_epochs, ctx.model),
-                DeepGamblersOptions, outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS,
-                validate=_gamblers_pretraining_ends))
-register(Method("selectivenet", "SelectiveNet: selection and auxiliary heads, one model per target coverage "
-                                "(Geifman and El-Yaniv, ICML 2019)",
-                lambda ctx, o: SelectiveNet(ctx.model, ctx.num_classes, o.selectivenet_coverage / 100.0,
-                                            lam=o.selectivenet_lambda, alpha=o.selectivenet_alpha),
-                SelectiveNetOptions, evaluators=SELECTIVE_EVALUATORS))
+METHODS = [
+    Method("sat-selective", "SAT with an abstain class, ranked by the abstain probability "
+                            "(Huang et al., NeurIPS 2020)", _build_sat, SATSelectiveOptions,
+           {"sat_momentum": 0.9},
+           outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS, validate=_sat_pretraining_ends),
+    Method("sat-selective-em", "selective SAT plus entropy minimisation, ranked by softmax response "
+                               "(Feng et al., ICLR 2023)",
+           lambda ctx, o: _build_sat(ctx, o, o.sat_em_beta, "sr"), SATSelectiveEMOptions, {"sat_momentum": 0.9},
+           outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS, validate=_sat_pretraining_ends),
+    Method("deep-gamblers", "Deep Gamblers, -log(p_y + p_abstain / o) (Liu et al., NeurIPS 2019)",
+           lambda ctx, o: DeepGamblers(ctx.num_classes, o.gamblers_reward, o.gamblers_pretrain_epochs, ctx.model),
+           DeepGamblersOptions, outputs=_plus_abstain, evaluators=SELECTIVE_EVALUATORS,
+           validate=_gamblers_pretraining_ends),
+    Method("selectivenet", "SelectiveNet: selection and auxiliary heads, one model per target coverage "
+                           "(Geifman and El-Yaniv, ICML 2019)",
+           lambda ctx, o: SelectiveNet(ctx.model, ctx.num_classes, o.selectivenet_coverage / 100.0,
+                                       lam=o.selectivenet_lambda, alpha=o.selectivenet_alpha),
+           SelectiveNetOptions, evaluators=SELECTIVE_EVALUATORS),
+]
 

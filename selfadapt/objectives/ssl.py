@@ -7,7 +7,7 @@ nothing of them. Every step also reports the collapse monitor of the normalised 
 (:func:`collapse_metrics`).
 
 ``ssl-sat`` is OUR RECONSTRUCTION of the self-supervised SAT of the journal version (TPAMI 2022),
-whose code and details were not available (SPEC section 6), not the authors' method:
+whose code and details were not published, not the authors' method:
 
 * a table of N unit vectors ``t_i`` (random, seeded), one per training image;
 * loss ``sum_v (2 - 2 cos(q_v, t_i))`` over the two views, ``q_v = predictor(projector(features(x_v)))``;
@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfadapt.batch import StepOutput
+from selfadapt.config.fields import setting
 from selfadapt.data.ssl_augment import ssl_augmentation_names, ssl_view_augmentations
 from selfadapt.errors import SelfAdaptError
-from selfadapt.objectives.base import Objective, StepOutput
-from selfadapt.objectives.registry import Method, register
-from selfadapt.settings import setting
+from selfadapt.objectives.base import Objective
+from selfadapt.objectives.method import Method
 from selfadapt.targets import TargetStore
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -191,7 +192,7 @@ class BYOL(_TwoViewObjective):
 
 
 class SelfSupervisedSAT(_TwoViewObjective):
-    """Self-supervised SAT, our reconstruction of SPEC section 6 (see the module docstring).
+    """Self-supervised SAT, our reconstruction of the journal version's (see the module docstring).
 
     ``encoder="momentum"``: ``z`` from a momentum encoder (EMA ``base_momentum`` -> 1, as BYOL);
     ``encoder="online"``: ``z`` from the online projector, no momentum encoder.
@@ -341,8 +342,6 @@ class SSLSATOptions(PredictorOptions):
 
 @dataclass
 class SimCLROptions(ViewOptions):
-    ssl_views: str = setting("simclr", "augmentation recipe of the two self-supervised views (byol: solarise "
-                                       "view 2; simclr: symmetric)", choices=ssl_augmentation_names)
     simclr_proj_hidden: int = setting(2048, "hidden units of SimCLR's projector", check=lambda v: v > 0, must="be > 0")
     simclr_proj_dim: int = setting(256, "output dimension of SimCLR's projector", check=lambda v: v > 0,
                                    must="be > 0")
@@ -372,10 +371,12 @@ def _simclr(ctx, o):
 
 
 _SSL = dict(views=2, uses_labels=False, evaluators=("knn", "linear-probe"), augment=_views_of)
-register(Method("ssl-sat", "self-supervised SAT: per-image moving-average unit targets (our reconstruction "
-                "of SPEC section 6)", _ssl_sat, SSLSATOptions, **_SSL))
-register(Method("byol", "BYOL: predictor + momentum encoder, 2 - 2 cos (solo-learn's CIFAR recipe)", _byol,
-                PredictorOptions, **_SSL))
-register(Method("simclr", "SimCLR: NT-Xent between two views", _simclr, SimCLROptions, **_SSL))
-register(Method("rotation", "rotation prediction (4 quarter turns) as a pretext task",
-                lambda ctx, o: RotationPrediction(feature_dim=ctx.model.feature_dim), ViewOptions, **_SSL))
+METHODS = [
+    Method("ssl-sat", "self-supervised SAT: per-image moving-average unit targets (our reconstruction of "
+                      "Huang et al., TPAMI 2022; their code is not published)", _ssl_sat, SSLSATOptions, **_SSL),
+    Method("byol", "BYOL: predictor + momentum encoder, 2 - 2 cos (solo-learn's CIFAR recipe)", _byol,
+           PredictorOptions, **_SSL),
+    Method("simclr", "SimCLR: NT-Xent between two views", _simclr, SimCLROptions, {"ssl_views": "simclr"}, **_SSL),
+    Method("rotation", "rotation prediction (4 quarter turns) as a pretext task",
+           lambda ctx, o: RotationPrediction(feature_dim=ctx.model.feature_dim), ViewOptions, **_SSL),
+]

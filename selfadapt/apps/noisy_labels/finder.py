@@ -1,0 +1,152 @@
+"""``selfadapt find-label-issues``: train once with SAT and list the labels that are probably wrong.
+
+SAT's corrected targets are a by-product of training: a sample whose target's argmax differs from
+its given label is flagged, ranked by the target's confidence. No cross-validation, one training run.
+Every sample also gets a score, ``1 - t[given]`` (``label_scores.csv``), to review the K most
+suspicious ones (``--top K``). With no SAT flag the start epoch and momentum are chosen
+automatically (:mod:`selfadapt.objectives.auto_start`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from selfadapt.apps.command import Command
+from selfadapt.apps.noisy_labels.listing import frequent_pairs, write_label_issues_csv
+from selfadapt.apps.noisy_labels.tiles import plot_label_issues
+from selfadapt.config.flags import add_run_flags, flag, run_config_from
+from selfadapt.config.run import RunConfig
+from selfadapt.engine.rundir import write_json
+from selfadapt.errors import SelfAdaptError
+from selfadapt.experiment import resolve_device, train_run
+from selfadapt.label_errors import ranking_quality, ranking_scores, suspected_label_errors, top_suspects
+from selfadapt.objectives.sat import too_few_updates
+from selfadapt.targets import label_distribution_store
+
+FINDER_METHODS = ("sat", "sat-sce")
+
+
+def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = None) -> dict:
+    """Train ``config`` (a SAT method) into ``out``; write ``label_issues.csv`` (the flagged samples,
+    or with ``top`` the ``top`` most suspicious), ``label_scores.csv`` (every sample, most suspicious
+    first) and ``label_issues.png`` (images, not feature vectors). Warns on stderr when the flags
+    cannot be trusted.
+
+    When the true labels are known (injected noise, CIFAR-N) ``out/summary.json`` also holds the
+    precision, recall and F1 of the flags, and precision@K and ROC AUC of the scores. Returns the summary.
+    Example: ``find_label_issues(RunConfig.from_flat({"dataset": "digits", "model": "mlp", "epochs": 20}), "runs/x")``.
+    """
+    if config.method.method not in FINDER_METHODS:
+        raise SelfAdaptError(f"find-label-issues trains with SAT; --method must be one of {', '.join(FINDER_METHODS)}")
+    if top is not None and top < 1:
+        raise SelfAdaptError(f"--top must be at least 1, got {top}")
+    out = Path(out)
+    result = train_run(config, out)
+    data, summary = result.data, result.summary
+    train, classes = data.dataset.train, data.dataset.classes
+    targets, given = label_distribution_store(result.objective).values, data.labels
+    scores = ranking_scores(targets, given).cpu()
+    flagged = suspected_label_errors(targets, given)
+    listed = flagged if top is None else top_suspects(targets, given, top)
+    where = dict(source_index=train.source_index, classes=classes, files=train.files)
+    count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
+    write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
+    images = data.images.dtype == torch.uint8  # feature vectors have no picture
+    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png") if images else None
+
+    warnings = trust_warnings(result.objective.loss, summary, data.labels)
+    summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
+                   label_issues_flagged=len(flagged.index), label_scores_file="label_scores.csv",
+                   label_issues_warnings=warnings)
+    start = getattr(result.objective.loss, "auto", None)
+    if start is not None:
+        summary["sat_start_reason"] = start.describe()
+    if data.truth_known:
+        summary["label_ranking"] = ranking_quality(scores, data.label_errors, top or int(data.label_errors.sum()))
+    write_json(out / "summary.json", summary)
+
+    print(f"{len(flagged.index)} suspected label errors of {len(given)} training samples "
+          f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
+          + (f" (the {count} most suspicious)" if top is not None else ""))
+    print(f"every sample's score -> {out / 'label_scores.csv'}" + (f"; tiles -> {picture}" if picture else ""))
+    if start is not None:
+        print(summary["sat_start_reason"])
+    pairs = frequent_pairs(flagged, classes)
+    if pairs:
+        print("most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({n})" for g, s, n in pairs))
+    if "label_issues" in summary:
+        flags, ranking = summary["label_issues"], summary["label_ranking"]
+        print(f"against the known true labels: precision {flags['precision']:.3f}, recall {flags['recall']:.3f}, "
+              f"F1 {flags['f1']:.3f}; precision@{ranking['k']} {ranking['precision_at_k']:.3f}, ROC AUC "
+              + ("n/a" if ranking["roc_auc"] is None else f"{ranking['roc_auc']:.3f}"))
+    for warning in warnings:
+        print(f"selfadapt: warning: {warning}", file=sys.stderr)
+    return summary
+
+
+CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
+
+
+def finder_defaults(dataset: str | None, device: str | None) -> dict:
+    """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
+    GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
+    and a linear model without augmentation for feature vectors.
+
+    >>> finder_defaults("features:emb.npz", "cpu")
+    {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    """
+    base = RunConfig.from_flat({})
+    defaults = {}
+    if (dataset or base.data.dataset).lower().startswith("features:"):
+        defaults.update(model="linear", augment="none")
+    if resolve_device(device or base.engine.device) == "cpu":
+        for key, value in CPU_DEFAULTS.items():
+            defaults.setdefault(key, value)
+    return defaults
+
+
+def trust_warnings(sat, summary: dict, labels) -> list[str]:
+    """Why the flags may be junk: the model never beat predicting the most common label, or the
+    targets had too few updates to move (``objectives.sat.too_few_updates``)."""
+    warnings = []
+    accuracy = summary.get("final_train_accuracy_given")
+    labelled = labels[labels >= 0]
+    majority = float(labelled.bincount().max()) / max(len(labelled), 1)
+    if accuracy is not None and accuracy < majority + 0.05:
+        warnings.append(f"the model never fitted the data (training accuracy {accuracy:.3f}, predicting the most "
+                        f"common label gives {majority:.3f}): the flags are not trustworthy; train longer, use a "
+                        "smaller model or a larger learning rate")
+    problem = too_few_updates(sat.start_epoch, sat.updates, sat.momentum)
+    if problem:
+        warnings.append(problem)
+    return warnings
+
+
+DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
+               "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
+               "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none. "
+               "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run directory (required; gets label_issues.csv)")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="list the K most suspicious samples in label_issues.csv (a review budget) instead of "
+                             "every flagged one; label_scores.csv always scores every sample")
+    add_run_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    defaults = {} if args.preset else finder_defaults(args.dataset, args.device)
+    used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
+    if used:
+        print("find-label-issues defaults: " + " ".join(f"{flag(k)} {v}" for k, v in used.items()))
+    find_label_issues(run_config_from(args, defaults), args.out, top=args.top)
+    return 0
+
+
+COMMANDS = [Command("find-label-issues", "train once with SAT; write label_issues.csv", add_arguments, run,
+                    DESCRIPTION)]

@@ -1,0 +1,145 @@
+"""The five sections of a run's configuration, every setting declared once.
+
+Setting names are unique across sections, so the command line (``--noise-rate``), presets and
+grid files (``noise_rate = 0.4``) share one flat namespace derived from these declarations;
+``config.json`` stores the nested form (:class:`selfadapt.config.run.RunConfig`). The values a
+name may take come from the registries, read when a value is checked.
+
+>>> DataSettings().batch_size, EngineSettings().epochs
+(256, 200)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from selfadapt.config.fields import in_unit_interval, non_negative, positive, setting
+
+
+def _datasets() -> list[str]:
+    from selfadapt.data.registry import dataset_names
+    return dataset_names()
+
+
+def _is_dataset(name: str) -> bool:
+    from selfadapt.data.registry import is_dataset_name
+    return is_dataset_name(name)
+
+
+def _corruptions() -> list[str]:
+    from selfadapt.data.corruption import CORRUPTIONS
+    return list(CORRUPTIONS)
+
+
+def _augmentations() -> list[str]:
+    from selfadapt.data.augment import AUGMENTATIONS
+    return list(AUGMENTATIONS)
+
+
+def _models() -> list[str]:
+    from selfadapt.models.registry import model_names
+    return model_names()
+
+
+def _methods() -> list[str]:
+    from selfadapt.objectives.registry import methods
+    return sorted(methods())
+
+
+OPTIMIZERS = ["sgd", "adam", "lars"]
+
+
+SCHEDULES = ["cosine", "multistep", "constant"]
+
+
+@dataclass
+class DataSettings:
+    """What the model is trained and tested on, and how the labels or images are corrupted."""
+
+    dataset: str = setting("cifar10", "data set: a name or PREFIX:PATH form below", check=_is_dataset,
+                           choices=_datasets)
+    data_dir: str | None = setting(None, "where the data set files are (default $SELFADAPT_DATA or ./data)")
+    subset: int | None = setting(None, "train on a seeded class-balanced subset of N samples",
+                                 check=positive, must="be > 0")
+    test_subset: int | None = setting(None, "evaluate on a fixed class-balanced subset of N test samples",
+                                      check=positive, must="be > 0")
+    val_size: int | None = setting(None, "hold out a seeded class-balanced validation split of N training samples "
+                                         "(given labels) for choices that must not see the test set",
+                                   check=positive, must="be > 0")
+    augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
+    unlabeled: bool = setting(False, "also train on the data set's unlabeled split (STL-10; labels -1), "
+                                     "for self-supervised methods")
+    skip_unreadable: bool = setting(False, "imagefolder: and csv: data: leave out images that cannot be read "
+                                           "(listed on stderr) instead of stopping")
+    batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
+    data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
+    noise: str = setting("none", "corruption of the training labels or images", choices=_corruptions)
+    noise_rate: float = setting(0.0, "fraction of training samples to corrupt", check=in_unit_interval,
+                                must="lie in [0, 1]")
+    noise_seed: int = setting(0, "seed of the corruption (separate from --seed)")
+    noise_variant: str | None = setting(None, "variant of the corruption: the CIFAR-N label set for human noise "
+                                              "(aggre, worse, random1..3, noisy; default worse), or CIFAR-100 "
+                                              "asymmetric superclass (default) or index-blocks (the literature's)")
+
+
+@dataclass
+class ModelSettings:
+    """The network and its initialisation."""
+
+    model: str = setting("resnet34", "network", choices=_models)
+    width: int | None = setting(None, "base width of a ResNet/CNN or hidden units of the MLP (model's default)",
+                                check=positive, must="be >= 1")
+    dropout: float | None = setting(None, "dropout probability (model's default: 0.5 for vgg16-bn, else 0)",
+                                    check=lambda p: p is None or 0.0 <= p < 1.0, must="lie in [0, 1)")
+    seed: int = setting(0, "seed of the model initialisation")
+
+
+@dataclass
+class MethodSettings:
+    """The training objective and its typed options (see ``selfadapt methods``)."""
+
+    method: str = setting("sat", "training method", choices=_methods)
+    options: dict = setting({}, "the method's options, every one resolved (defaults included)")
+
+
+@dataclass
+class EngineSettings:
+    """The loop: optimiser, schedule, device, precision, checkpoints."""
+
+    epochs: int = setting(200, "number of epochs (a larger value extends a finished run)",
+                          check=positive, must="be >= 1")
+    optimizer: str = setting("sgd", "optimiser", choices=lambda: OPTIMIZERS)
+    lr: float = setting(0.1, "initial learning rate", check=positive, must="be > 0")
+    momentum: float = setting(0.9, "SGD momentum", check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    weight_decay: float = setting(5e-4, "L2 weight decay", check=non_negative, must="be >= 0")
+    schedule: str = setting("cosine", "learning-rate schedule (per epoch)", choices=lambda: SCHEDULES)
+    warmup_epochs: int = setting(0, "linear learning-rate warmup over the first K epochs (cosine then spans the rest)",
+                                 check=non_negative, must="be >= 0")
+    lars_eta: float = setting(0.02, "LARS trust coefficient eta (--optimizer lars)", check=positive, must="be > 0")
+    milestones: list[int] = setting([], "multistep: epochs at which the lr is multiplied by --gamma")
+    gamma: float = setting(0.1, "multistep: factor at each milestone", check=positive, must="be > 0")
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    amp: bool = setting(True, "bf16 autocast (CUDA only)")
+    channels_last: bool = setting(True, "channels_last memory format (CUDA only)")
+    compile: bool = setting(False, "torch.compile the model")
+    deterministic: bool = setting(True, "deterministic kernels (CUDA; CPU kernels already are)")
+    sync_batchnorm: bool = setting(False, "SyncBatchNorm across processes under torchrun (CUDA)")
+    progress: bool = setting(True, "a progress bar on a terminal, one line per epoch otherwise")
+    checkpoint_every: int = setting(1, "write the checkpoint every K epochs (and after the last)",
+                                    check=positive, must="be >= 1")
+    eval_batch_size: int = setting(1024, "batch size of the evaluators", check=positive, must="be > 0")
+    profile: bool = setting(False, "time each phase of every epoch (data, forward+loss, target update, backward, "
+                                   "optimizer, evaluation, checkpoint) into OUT/profile.json")
+
+
+@dataclass
+class EvalSettings:
+    """What is measured during and after training (see ``selfadapt evaluators``)."""
+
+    evaluators: list[str] | None = setting(None, "evaluators to run (default: the method's, plus memorisation "
+                                                 "when label noise is injected)")
+    options: dict = setting({}, "the evaluators' options, every one resolved (defaults included)")
+
+
+SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "method": MethodSettings,
+                             "engine": EngineSettings, "eval": EvalSettings}

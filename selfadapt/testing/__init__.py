@@ -1,0 +1,1 @@
+"""Tools for selfadapt's own tests and benchmarks (not needed to train)."""
