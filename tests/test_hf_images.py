@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfadapt.data.collection import ImageOptions
+from selfadapt.data.types import LoadOptions
 from selfadapt.data.decode import DecodeSettings, decode
 from selfadapt.errors import SelfAdaptError
 
 datasets = pytest.importorskip("datasets", reason="hf: data sets need the hf extra (pip install 'selfadapt[hf]')")
-from selfadapt.data.hf_images import load_hf  # noqa: E402
+from selfadapt.data.formats.hf import load_hf  # noqa: E402
 
 NAMES = ["zero", "one", "two"]
 
@@ -47,7 +47,7 @@ def saved(tmp_path):
 
 
 def options(tmp_path, **kwargs):
-    return ImageOptions(cache_dir=str(tmp_path / "cache"), verbose=False, **kwargs)
+    return LoadOptions(cache_dir=str(tmp_path / "cache"), verbose=False, **kwargs)
 
 
 def test_a_save_to_disk_folder_with_class_labels_and_a_test_split(tmp_path, saved):
@@ -78,7 +78,7 @@ def test_a_folder_of_parquet_files(tmp_path):
     (tmp_path / "pq").mkdir()
     digit_split(slice(0, 30)).to_parquet(str(tmp_path / "pq" / "train-00000-of-00001.parquet"))
     digit_split(slice(30, 40)).to_parquet(str(tmp_path / "pq" / "test-00000-of-00001.parquet"))
-    loaded = load_hf(str(tmp_path / "pq"), options(tmp_path, size=16))
+    loaded = load_hf(str(tmp_path / "pq"), options(tmp_path, image_size=16))
     assert (len(loaded.train), len(loaded.test), loaded.image_size) == (30, 10, 16) and loaded.classes == NAMES
 
 
@@ -95,9 +95,9 @@ def test_named_columns_and_string_labels(tmp_path):
 
 
 def test_a_hub_name_offline_without_a_cache_is_one_line(tmp_path):
-    code = ("from selfadapt.data.hf_images import load_hf\nfrom selfadapt.data.collection import ImageOptions\n"
+    code = ("from selfadapt.data.formats.hf import load_hf\nfrom selfadapt.data.types import LoadOptions\n"
             "from selfadapt.errors import SelfAdaptError\n"
-            "try:\n    load_hf('someone/no-such-images', ImageOptions())\n"
+            "try:\n    load_hf('someone/no-such-images', LoadOptions())\n"
             "except SelfAdaptError as e:\n    print(e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -34,8 +34,9 @@ from selfadapt.objectives.registry import get_method, methods
 _OPTION_TABLES = {("method", "options"), ("eval", "options")}
 
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
-# data lives, the device, the display and profiling do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile"})
+# data (or its decoded cache) lives, whether it streams from disk, the device, the display and
+# profiling do not change what is computed.
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "cache_dir", "stream", "profile"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:

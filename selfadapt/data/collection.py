@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,35 +23,20 @@ from selfadapt.data.cache import Source, decoded_images
 from selfadapt.data.cache_io import default_cache_dir
 from selfadapt.data.decode import IMAGE_SUFFIXES, DecodeSettings
 from selfadapt.data.probes import probed_images
+from selfadapt.data.types import Dataset, ImageSet, LoadOptions
 from selfadapt.errors import SelfAdaptError
 
-__all__ = ["ImageOptions", "choose_image_size", "file_source", "load_collection", "memory_budget", "scan_folder"]
+__all__ = ["cache_root", "choose_image_size", "file_source", "load_collection", "memory_budget", "note_ignored",
+           "scan_folder"]
 
 CPU_SIZE_CAP = 64          # px: what a CPU trains on in minutes, not hours
 GPU_SIZE_CAP = {"resnet18": 224, "resnet34": 224, "resnet50": 224}  # ImageNet-sized ResNets (ImageNet stem)
 SMALL_GPU_SIZE_CAP = 96    # the other models were designed for 32-96 px images
 
 
-@dataclass
-class ImageOptions:
-    """How files become arrays: the run's ``--image-size``, ``--cache-dir``, ``--stream``,
-    ``--skip-unreadable``, ``--image-column``/``--label-column`` (``hf:``), and the model and device
-    the automatic size is chosen for."""
-
-    size: int | None = None
-    cache_dir: str | None = None
-    stream: bool = False
-    skip_unreadable: bool = False
-    image_column: str | None = None
-    label_column: str | None = None
-    model: str = "cnn"
-    device: str = "cpu"
-    workers: int | None = None
-    verbose: bool = True
-
-    @property
-    def cache_root(self) -> Path:
-        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+def cache_root(options: LoadOptions) -> Path:
+    """``--cache-dir``, or the per-user cache folder."""
+    return Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
 
 
 def choose_image_size(short_sides, *, model: str, device: str) -> tuple[int, str]:
@@ -135,22 +119,20 @@ def note_ignored(others: list[str], root: Path) -> None:
               f"({', '.join(kinds[:6])}), e.g. {others[0]}", file=sys.stderr)
 
 
-def load_collection(source: Source, labels, n_train: int, classes: list[str], options: ImageOptions, *,
-                    name: str, root) -> "Dataset":
+def load_collection(source: Source, labels, n_train: int, classes: list[str], options: LoadOptions, *,
+                    name: str, root) -> Dataset:
     """The :class:`Dataset` of ``source`` (rows ``:n_train`` train, the rest test) at the chosen size."""
-    from selfadapt.data.datasets import Dataset
-
     labels = np.asarray(labels, dtype=np.int64)
-    probes = probed_images(source, cache_dir=options.cache_root, workers=options.workers, progress=options.verbose)
+    probes = probed_images(source, cache_dir=cache_root(options), workers=options.workers, progress=options.verbose)
     bad = probes.errors()
     _refuse_or_list(bad, source.keys, root, options.skip_unreadable, final=False)
     readable = probes.error == ""
     channels = 1 if readable.any() and probes.grey[readable].all() else 3
-    size, why = options.size, "--image-size"
+    size, why = options.image_size, "--image-size"
     if size is None:
         size, why = choose_image_size(probes.short_side[:n_train][readable[:n_train]], model=options.model,
                                       device=options.device)
-    decoded = decoded_images(source, DecodeSettings(size, channels), cache_dir=options.cache_root, labels=labels,
+    decoded = decoded_images(source, DecodeSettings(size, channels), cache_dir=cache_root(options), labels=labels,
                              workers=options.workers, progress=options.verbose)
     bad.update(decoded.errors)
     _refuse_or_list(bad, source.keys, root, options.skip_unreadable, final=True)
@@ -164,12 +146,12 @@ def load_collection(source: Source, labels, n_train: int, classes: list[str], op
     images = decoded.images.subset(kept)
     in_memory = not options.stream and images.nbytes <= memory_budget(options.device)
     if options.verbose:
-        _describe(decoded, source.keys, images.nbytes, size, channels, why, in_memory, options)
+        counts = f"{len(train_rows)} training and {len(test_rows)} test images"
+        _describe(decoded, source.keys, counts, images.nbytes, (size, channels, why), in_memory, options)
     held = images.load() if in_memory else images
 
     def split(rows, part):
         keys = [source.keys[i] for i in rows]
-        from selfadapt.data.datasets import ImageSet
         return ImageSet(part, torch.from_numpy(labels[rows]), torch.arange(len(rows)), keys)
 
     n = len(train_rows)
@@ -201,7 +183,9 @@ def _stats(sums: np.ndarray, size: int) -> tuple[tuple[float, ...], tuple[float,
     return tuple(round(float(m) / 255, 6) for m in mean), tuple(round(float(v) ** 0.5 / 255, 6) for v in var)
 
 
-def _describe(decoded, keys: list[str], nbytes: int, size: int, channels: int, why: str, in_memory: bool, options) -> None:
+def _describe(decoded, keys: list[str], counts: str, nbytes: int, chosen: tuple, in_memory: bool, options) -> None:
+    """Say where the cache is, what it did, the size chosen and why, and where the images are kept."""
+    size, channels, why = chosen
     if decoded.decoded or decoded.copied:
         done = f"decoded {decoded.decoded} image(s)" + (f", {decoded.copied} reused" if decoded.copied else "")
     else:
@@ -214,5 +198,5 @@ def _describe(decoded, keys: list[str], nbytes: int, size: int, channels: int, w
     where = "held in memory" if in_memory else (
         "streamed from the cache (--stream)" if options.stream else
         f"streamed from the cache (more than the memory budget, {memory_budget(options.device) / 2**30:.1f} GB)")
-    print(f"images at {size} x {size} px, {'grey' if channels == 1 else 'RGB'} ({why}): "
+    print(f"{counts} at {size} x {size} px, {'grey' if channels == 1 else 'RGB'} ({why}): "
           f"{nbytes / 2**20:.1f} MB decoded, {where}")

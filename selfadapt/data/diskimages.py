@@ -57,6 +57,8 @@ class DiskImages:
     def dim(self) -> int:
         return 4
 
+    ndim = property(dim)
+
     def __len__(self) -> int:
         return self.file_shape[0] if self.rows is None else len(self.rows)
 

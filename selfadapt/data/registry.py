@@ -68,7 +68,7 @@ def is_dataset_name(name: str) -> bool:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True,
-                 skip_unreadable: bool = False) -> Dataset:
+                 skip_unreadable: bool = False, options: LoadOptions | None = None) -> Dataset:
     """Read data set ``name`` (a name of :func:`dataset_names`, or a prefix form with its path).
 
     Parameters
@@ -82,9 +82,12 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         downloaded: the error says which files to put where).
     skip_unreadable : bool
         Image files: leave out images that cannot be read (listed on stderr) instead of raising.
+    options : LoadOptions, optional
+        All of these and the image collections' settings (size, cache folder, streaming, ``hf:``
+        columns); given, it replaces ``download`` and ``skip_unreadable``.
     """
     fmt, path = find_format(name)
-    options = LoadOptions(download=download, skip_unreadable=skip_unreadable)
+    options = options or LoadOptions(download=download, skip_unreadable=skip_unreadable)
     if path is not None:
         return fmt.load(path, options)
     return fmt.load(_root(data_dir), options)

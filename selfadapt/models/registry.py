@@ -110,6 +110,15 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
+def has_stem(name: str) -> bool:
+    """Whether model ``name`` takes a stem (``--stem``: the ResNets).
+
+    >>> has_stem("resnet50"), has_stem("cnn")
+    (True, False)
+    """
+    return name in MODELS and MODELS[name].stem
+
+
 def model_width(name: str, width: int | None = None) -> int | None:
     """The width model ``name`` is built with: ``width``, or the model's default (``None``: a model
     without a width, which refuses one).

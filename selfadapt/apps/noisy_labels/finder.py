@@ -55,7 +55,8 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
     write_label_issues_csv(out / "label_scores.csv", top_suspects(targets, given, len(given)), **where, scores=scores)
     images = data.images.dtype == torch.uint8  # feature vectors have no picture
-    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png") if images else None
+    picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png", files=train.files) \
+        if images else None
 
     warnings = trust_warnings(result.objective.loss, summary, data.labels)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
@@ -90,22 +91,42 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
 CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
 
 
-def finder_defaults(dataset: str | None, device: str | None) -> dict:
+COLLECTIONS = ("imagefolder:", "csv:", "hf:")  # users' image collections, decoded at a chosen size
+RRC_FROM = 96  # px: from here on the finder augments collections with random-resized crops, not 4 px shifts
+
+
+def finder_defaults(dataset: str | None, device: str | None, image_size: int | str | None = None) -> dict:
     """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
     GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
-    and a linear model without augmentation for feature vectors.
+    a linear model without augmentation for feature vectors, and random-resized crops (``rrc-flip``)
+    for image collections at :data:`RRC_FROM` px or more (``--image-size``, or on a GPU, where the
+    automatic size may reach 224 px).
 
     >>> finder_defaults("features:emb.npz", "cpu")
     {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    >>> finder_defaults("imagefolder:photos", "cpu", "128")["augment"]
+    'rrc-flip'
     """
     base = RunConfig.from_flat({})
     defaults = {}
-    if (dataset or base.data.dataset).lower().startswith("features:"):
+    name = (dataset or base.data.dataset).lower()
+    on_cpu = resolve_device(device or base.engine.device) == "cpu"
+    if name.startswith("features:"):
         defaults.update(model="linear", augment="none")
-    if resolve_device(device or base.engine.device) == "cpu":
+    elif name.startswith(COLLECTIONS) and (_at_least(image_size, RRC_FROM) if image_size else not on_cpu):
+        defaults.update(augment="rrc-flip")
+    if on_cpu:
         for key, value in CPU_DEFAULTS.items():
             defaults.setdefault(key, value)
     return defaults
+
+
+def _at_least(value, bound: int) -> bool:
+    """Whether a flag's value is a number >= ``bound`` (a bad value is reported when the flags are checked)."""
+    try:
+        return int(value) >= bound
+    except (TypeError, ValueError):
+        return False
 
 
 def trust_warnings(sat, summary: dict, labels) -> list[str]:
@@ -140,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    defaults = {} if args.preset else finder_defaults(args.dataset, args.device)
+    defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.image_size)
     used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
     if used:
         print("find-label-issues defaults: " + " ".join(f"{flag(k)} {v}" for k, v in used.items()))

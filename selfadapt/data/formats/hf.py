@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from selfadapt.data.cache import Source
-from selfadapt.data.collection import ImageOptions, load_collection
+from selfadapt.data.collection import load_collection
+from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
 
 __all__ = ["load_hf"]
@@ -29,8 +30,8 @@ __all__ = ["load_hf"]
 _LABEL_NAMES = ("label", "labels", "fine_label", "class", "target")
 
 
-def load_hf(spec: str, options: ImageOptions):
-    """The :class:`~selfadapt.data.datasets.Dataset` of ``hf:`` + ``spec``."""
+def load_hf(spec: str, options: LoadOptions = LoadOptions()) -> Dataset:
+    """The :class:`~selfadapt.data.types.Dataset` of ``hf:`` + ``spec``."""
     datasets = _library()
     name, split = _parse(spec)
     splits = _open(datasets, name)
@@ -130,7 +131,7 @@ def _labels(datasets, parts: list, column: str, name: str) -> tuple[list[str], n
     values = [v for p in parts for v in p[column]]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names), np.asarray(values, dtype=np.int64)
-    from selfadapt.data.csv_images import _classes
+    from selfadapt.data.formats.csv_images import _classes
 
     if any(v is None for v in values):
         raise SelfAdaptError(f"hf:{name}: column {column!r} has empty labels")
@@ -162,3 +163,7 @@ def _stored(cell) -> bytes | str:
     if not cell:
         return b""
     return cell["bytes"] if cell.get("bytes") is not None else (cell.get("path") or b"")
+
+
+FORMATS = [DataFormat("hf", "a Hugging Face datasets folder (save_to_disk, parquet/arrow) or hub name", load_hf,
+                      takes_path=True, usage="hf:PATH_OR_NAME[:SPLIT]")]

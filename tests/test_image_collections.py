@@ -1,0 +1,188 @@
+"""Users' image collections end to end: photos of every kind through the CLI, the size chosen and
+said, the cache reused, streaming identical to memory, the finder naming files, and bad input
+(one line, exit 2, nothing written; or skipped and listed)."""
+import csv
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfadapt.cli import main
+from selfadapt.data import collection
+from selfadapt.data.registry import load_dataset
+from selfadapt.data.types import LoadOptions
+
+
+def digit(i: int) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images[i] * 255 / 16).astype(np.uint8), int(digits.target[i])
+
+
+def photo(i: int, size=(120, 90)) -> tuple[Image.Image, int]:
+    """A real digit, coloured and enlarged to a small photo (a 4:3 frame around it, mirrored edges)."""
+    grey, label = digit(i)
+    square = Image.fromarray(np.stack([grey, 255 - grey, grey // 2], -1)).resize((size[1], size[1]),
+                                                                                  Image.Resampling.BICUBIC)
+    pad = (size[0] - size[1]) // 2
+    pixels = np.pad(np.asarray(square), ((0, 0), (pad, size[0] - size[1] - pad), (0, 0)), mode="reflect")
+    return Image.fromarray(pixels), label
+
+
+def write_collection(root, count=60, classes=(0, 1, 2)):
+    """Photos of digits 0-2 in class folders, in every format and mode a phone or a scanner gives."""
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    rows = [i for i in range(len(target)) if target[i] in classes][:count]
+    for k, i in enumerate(rows):
+        image, label = photo(i, size=(120 + 8 * (k % 5), 90 + 4 * (k % 3)))
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        kind = k % 6
+        if kind == 0:
+            image.save(folder / f"{k:03d}.jpg", "JPEG", quality=90)
+        elif kind == 1:
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            image.transpose(Image.Transpose.ROTATE_90).save(folder / f"{k:03d}.jpg", "JPEG", exif=exif.tobytes())
+        elif kind == 2:
+            image.convert("CMYK").save(folder / f"{k:03d}.jpg", "JPEG")
+        elif kind == 3:
+            grey16 = np.asarray(image.convert("L")).astype(np.uint16) * 257
+            Image.fromarray(grey16).save(folder / f"{k:03d}.png")
+        elif kind == 4:
+            image.convert("P").save(folder / f"{k:03d}.gif", save_all=True,
+                                    append_images=[image.convert("P").rotate(90)])
+        else:
+            image.putalpha(200)
+            image.save(folder / f"{k:03d}.png")
+    (root / "class0" / "notes.txt").write_text("not an image")
+    (root / "class1" / "Thumbs.db").write_bytes(b"\0" * 10)
+    return root
+
+
+def test_a_photo_folder_through_the_finder(tmp_path, capsys):
+    photos = write_collection(tmp_path / "photos")
+    args = ["find-label-issues", "--dataset", f"imagefolder:{photos}", "--noise", "symmetric", "--noise-rate",
+            "0.2", "--epochs", "3", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert ("60 training and 0 test images at 64 x 64 px, RGB (median shorter side 94 px, capped at 64 px for cnn "
+            "on cpu): 0.7 MB decoded, held in memory") in out
+    assert "decoded 60 image(s)" in out and f"image cache: {tmp_path / 'cache'}" in out
+    assert err.count("ignored 2 file(s)") == 1 and "notes.txt" in err
+    assert err.count("animated image(s)") == 1
+    with open(tmp_path / "run" / "label_scores.csv", newline="") as f:
+        files = sorted(row["file"] for row in csv.DictReader(f))
+    assert files == sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.*")
+                           if p.suffix in (".jpg", ".png", ".gif"))
+    assert (tmp_path / "run" / "label_issues.png").is_file()
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0  # the second run decodes nothing
+    assert "(reused)" in capsys.readouterr().out
+
+
+def test_the_size_is_chosen_for_the_model_and_device_and_can_be_given(tmp_path, capsys):
+    photos = write_collection(tmp_path / "photos", count=12)
+    options = LoadOptions(cache_dir=str(tmp_path / "cache"), verbose=True)
+    assert load_dataset(f"imagefolder:{photos}", options=options).image_size == 64  # median 94, capped
+    assert collection.choose_image_size([1500] * 3, model="resnet50", device="cuda") == \
+        (224, "median shorter side 1500 px, capped at 224 px for resnet50 on cuda")
+    assert collection.choose_image_size([300], model="cnn", device="cuda")[0] == 96
+    given = load_dataset(f"imagefolder:{photos}", options=LoadOptions(cache_dir=str(tmp_path / "cache"),
+                                                                      image_size=40))
+    assert given.train.images.shape[1:] == (3, 40, 40)
+
+
+def test_streaming_trains_exactly_as_in_memory(tmp_path):
+    photos = write_collection(tmp_path / "photos", count=48)
+    common = ["train", "--dataset", f"imagefolder:{photos}", "--model", "cnn", "--width", "4", "--epochs", "2",
+              "--batch-size", "16", "--lr", "0.05", "--noise", "symmetric", "--noise-rate", "0.3", "--device", "cpu",
+              "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--image-size", "24", "--augment", "rrc-flip"]
+    assert main([*common, "--out", str(tmp_path / "memory")]) == 0
+    assert main([*common, "--stream", "--out", str(tmp_path / "stream")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "memory" / "targets.npy"),
+                                  np.load(tmp_path / "stream" / "targets.npy"))
+    lines = [[json.loads(line)["train_loss"] for line in open(tmp_path / run / "metrics.jsonl")]
+             for run in ("memory", "stream")]
+    assert lines[0] == lines[1]
+
+
+def test_a_set_larger_than_the_memory_budget_streams(tmp_path, monkeypatch, capsys):
+    photos = write_collection(tmp_path / "photos", count=12)
+    monkeypatch.setattr(collection, "memory_budget", lambda device: 1000)
+    data = load_dataset(f"imagefolder:{photos}", options=LoadOptions(cache_dir=str(tmp_path / "c"), verbose=True))
+    assert type(data.train.images).__name__ == "DiskImages"
+    assert "streamed from the cache (more than the memory budget" in capsys.readouterr().out
+
+
+def test_csv_collection_and_its_cache(tmp_path, capsys):
+    photos = write_collection(tmp_path / "photos", count=12)
+    listed = sorted(p for p in photos.rglob("*.*") if p.suffix in (".jpg", ".png", ".gif"))
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows((p.relative_to(tmp_path).as_posix(), p.parent.name) for p in listed)
+    options = LoadOptions(cache_dir=str(tmp_path / "cache"), image_size=16, verbose=True)
+    data = load_dataset(f"csv:{tmp_path / 'list.csv'}", options=options)
+    assert data.classes == ["class0", "class1", "class2"] and data.train.files[0] == "photos/class0/000.jpg"
+    assert data.train.images.shape == (12, 3, 16, 16)
+    load_dataset(f"csv:{tmp_path / 'list.csv'}", options=options)
+    assert "(reused)" in capsys.readouterr().out
+
+
+def bomb_png() -> bytes:
+    """A PNG whose header declares 20,000 x 20,000 pixels (a decompression bomb), holding almost nothing."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    photo(0)[0].save(buffer, "JPEG")
+    return buffer.getvalue()[:700]
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("broken.jpg", truncated_jpeg(), "cannot read image class1/broken.jpg in {root}: image file is truncated"),
+    ("empty.jpg", b"", "cannot read image class1/empty.jpg in {root}: empty file (0 bytes)"),
+    ("huge.png", bomb_png(), "cannot read image class1/huge.png in {root}: a decompression bomb? its header "
+                             "declares 20000 x 20000 = 400,000,000 pixels, more than the 178,956,970"),
+])
+def test_bad_images_are_one_line_and_nothing_written_or_skipped_and_listed(tmp_path, capsys, name, content, message):
+    photos = write_collection(tmp_path / "photos", count=12)
+    (photos / "class1" / name).write_bytes(content)
+    args = ["find-label-issues", "--dataset", f"imagefolder:{photos}", "--epochs", "1", "--device", "cpu",
+            "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("selfadapt: error: " + message.format(root=photos)), err[-1]
+    assert not (tmp_path / "run").exists()
+    assert main([*args, "--skip-unreadable", "--out", str(tmp_path / "skipped")]) == 0
+    assert f"skipped 1 unreadable image(s) in {photos}: class1/{name} (" in capsys.readouterr().err
+
+
+def test_an_unwritable_cache_folder_through_the_cli_is_one_line(tmp_path, capsys):
+    photos = write_collection(tmp_path / "photos", count=6)
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    assert main(["find-label-issues", "--dataset", f"imagefolder:{photos}", "--epochs", "1", "--device", "cpu",
+                 "--cache-dir", str(tmp_path / "file" / "cache"), "--out", str(tmp_path / "run")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"selfadapt: error: the image cache folder {tmp_path / 'file' / 'cache'}")
+    assert "cannot be written" in line and "point --cache-dir at a writable folder" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_input_corruption_of_streamed_images_is_refused(tmp_path, capsys):
+    photos = write_collection(tmp_path / "photos", count=6)
+    assert main(["train", "--dataset", f"imagefolder:{photos}", "--stream", "--noise", "gaussian", "--noise-rate",
+                 "0.5", "--epochs", "1", "--device", "cpu", "--model", "cnn", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "gaussian noise rewrites pixels, which needs the decoded images in memory" in capsys.readouterr().err
