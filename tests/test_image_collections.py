@@ -4,6 +4,7 @@ said, the cache reused, streaming identical to memory, the finder naming files, 
 import csv
 import io
 import json
+import os
 import struct
 import zlib
 
@@ -186,3 +187,50 @@ def test_input_corruption_of_streamed_images_is_refused(tmp_path, capsys):
                  "0.5", "--epochs", "1", "--device", "cpu", "--model", "cnn", "--cache-dir", str(tmp_path / "c"),
                  "--out", str(tmp_path / "run")]) == 2
     assert "gaussian noise rewrites pixels, which needs the decoded images in memory" in capsys.readouterr().err
+
+
+def write_digit_folder(root, count=160):
+    """Real 8x8 digits as grey PNGs, one folder per class."""
+    for i in range(count):
+        pixels, label = digit(i)
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / str(label) / f"{i:04d}.png")
+    return root
+
+
+def stream_worker(rank, world, port, out, setting):
+    from test_distributed import join
+
+    from selfadapt.config.run import RunConfig
+    from selfadapt.distributed import teardown
+    from selfadapt.experiment import train_run
+
+    join(rank, world, port)
+    train_run(RunConfig.from_flat(setting), os.path.join(out, "two"), verbose=False)
+    teardown()
+
+
+@pytest.mark.slow
+def test_two_processes_streaming_train_like_one_in_memory(tmp_path):
+    """Two gloo processes share one cache (built by whichever locks it first) and stream their shards
+    (no augmentation: each process draws its own, by design)."""
+    import torch.multiprocessing as mp
+    from test_distributed import free_port
+
+    from selfadapt.config.run import RunConfig
+    from selfadapt.experiment import run_experiment
+
+    folder = write_digit_folder(tmp_path / "digits")
+    setting = {"dataset": f"imagefolder:{folder}", "model": "mlp", "width": 32, "method": "sat",
+               "sat_start_epoch": 1, "sat_momentum": 0.8, "noise": "symmetric", "noise_rate": 0.4, "epochs": 2,
+               "batch_size": 32, "lr": 0.05, "schedule": "constant", "augment": "none", "device": "cpu",
+               "progress": False, "cache_dir": str(tmp_path / "cache")}
+    run_experiment(RunConfig.from_flat(setting), tmp_path / "one", verbose=False)
+    mp.spawn(stream_worker, args=(2, free_port(), str(tmp_path), {**setting, "stream": True}), nprocs=2, join=True)
+    one, two = ([json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+                for run in ("one", "two"))
+    for a, b in zip(one, two):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["train_accuracy_given"] == b["train_accuracy_given"]
+    np.testing.assert_allclose(np.load(tmp_path / "one" / "targets.npy"), np.load(tmp_path / "two" / "targets.npy"),
+                               atol=1e-5)
