@@ -5,7 +5,8 @@ with PIL: open, ``convert("RGB")``, resize the shorter side to S (bilinear, anti
 The cache build is :func:`selfadapt.data.cache.decoded_images` from an empty cache (headers read,
 every image decoded in draft mode and written to disk) with one worker process, so both use one
 core; a two-worker build is printed beside it. Each side runs ``--repeats`` times, alternating, and
-the medians are compared.
+the medians are compared, in wall-clock time and in CPU time (this process's and its workers':
+images per CPU-second is the per-core rate, and other jobs on a shared machine barely move it).
 
     python benchmarks/photo_data.py large /tmp/photos200 --count 200
     python benchmarks/decode_throughput.py /tmp/photos200 --sizes 64,224
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -44,17 +46,27 @@ def plain_loop(paths: list[Path], size: int) -> np.ndarray:
     return out
 
 
-def cache_build(root: Path, keys: list[str], size: int, workers: int) -> float:
-    """Seconds to build the cache from nothing (headers and decode), in a fresh folder."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def timed(f) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``f()``."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    f()
+    return time.perf_counter() - wall, cpu_seconds() - cpu
+
+
+def cache_build(root: Path, keys: list[str], size: int, workers: int) -> None:
+    """Build the cache from nothing (headers and decode) in a fresh folder."""
     cache = Path(tempfile.mkdtemp(prefix="decode-bench-"))
     try:
-        start = time.perf_counter()
         source = file_source(f"imagefolder:{root}", root, keys)
         probed_images(source, cache_dir=cache, workers=workers, progress=False)
         out = decoded_images(source, DecodeSettings(size, 3), cache_dir=cache, workers=workers, progress=False)
-        seconds = time.perf_counter() - start
         assert out.decoded == len(keys) and not out.errors
-        return seconds
     finally:
         shutil.rmtree(cache)
 
@@ -75,14 +87,14 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         plain, ours, two = [], [], []
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            plain_loop(paths, size)
-            plain.append(time.perf_counter() - start)
-            ours.append(cache_build(root, keys, size, workers=1))
-            two.append(cache_build(root, keys, size, workers=2))
-        p, o, t = (len(keys) / statistics.median(x) for x in (plain, ours, two))
-        print(f"S={size}: plain PIL loop {p:.1f} images/s (1 core); cache build {o:.1f} images/s with 1 worker "
-              f"(per core: {o / p:.2f}x the plain loop); {t:.1f} images/s with 2 workers ({t / 2:.1f} per core)")
+            plain.append(timed(lambda: plain_loop(paths, size)))
+            ours.append(timed(lambda: cache_build(root, keys, size, workers=1)))
+            two.append(timed(lambda: cache_build(root, keys, size, workers=2)))
+        (p, pc), (o, oc), (t, tc) = ((len(keys) / statistics.median(w for w, _ in x),
+                                      len(keys) / statistics.median(c for _, c in x)) for x in (plain, ours, two))
+        print(f"S={size}, images/s (per wall-clock second | per CPU-second): plain PIL loop {p:.1f} | {pc:.1f}; "
+              f"cache build, 1 worker {o:.1f} | {oc:.1f}; 2 workers {t:.1f} | {tc:.1f}. Cache build per core: "
+              f"{o / p:.2f}x the plain loop by the clock, {oc / pc:.2f}x by CPU time")
 
 
 if __name__ == "__main__":

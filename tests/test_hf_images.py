@@ -1,5 +1,7 @@
 """hf: data sets written by the test: save_to_disk folders, parquet folders, columns, splits, errors."""
+import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +112,16 @@ def test_without_the_extra_the_error_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(SelfAdaptError, match=r"pip install 'selfadapt\[hf\]'"):
         load_hf("anything", options(tmp_path))
+
+
+def test_find_label_issues_on_an_hf_folder_uses_its_test_split(tmp_path, saved):
+    from selfadapt.cli import main
+
+    folder, _ = saved
+    out = tmp_path / "run"
+    assert main(["find-label-issues", "--dataset", f"hf:{folder}", "--model", "mlp", "--epochs", "2", "--device",
+                 "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "final_test_accuracy" in summary
+    with open(out / "label_scores.csv", newline="") as f:
+        assert sorted(row["file"] for row in csv.DictReader(f)) == sorted(f"train/{i}" for i in range(45))

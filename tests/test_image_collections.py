@@ -234,3 +234,26 @@ def test_two_processes_streaming_train_like_one_in_memory(tmp_path):
         assert a["train_accuracy_given"] == b["train_accuracy_given"]
     np.testing.assert_allclose(np.load(tmp_path / "one" / "targets.npy"), np.load(tmp_path / "two" / "targets.npy"),
                                atol=1e-5)
+
+
+def test_tiles_name_each_file_and_the_finder_picks_crops_for_larger_images(tmp_path, monkeypatch):
+    import matplotlib.axes
+    import torch
+
+    from selfadapt.apps.noisy_labels.finder import finder_defaults
+    from selfadapt.apps.noisy_labels.tiles import plot_label_issues
+    from selfadapt.label_errors import LabelIssues
+
+    titles = []
+    original = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda ax, text, **kw: titles.append(text) or
+                        original(ax, text, **kw))
+    issues = LabelIssues(torch.tensor([1, 0]), torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([0.9, 0.8]))
+    files = ["cats/IMG_0001.jpg", "holidays/2019/beach/IMG_20190713_101112.jpg"]
+    plot_label_issues(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), issues, ["cat", "dog"], tmp_path / "t.png",
+                      files=files)
+    assert titles == ["cat -> dog\n(0.90)\n...h/IMG_20190713_101112.jpg", "dog -> cat\n(0.80)\ncats/IMG_0001.jpg"]
+    assert finder_defaults("imagefolder:photos", "cpu", "128")["augment"] == "rrc-flip"
+    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", None)
+    assert "augment" not in finder_defaults("csv:list.csv", "cpu", "64")
+    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", "not a number")  # reported later
