@@ -6,7 +6,9 @@ The cache build is :func:`selfadapt.data.cache.decoded_images` from an empty cac
 every image decoded in draft mode and written to disk) with one worker process, so both use one
 core; a two-worker build is printed beside it. Each side runs ``--repeats`` times, alternating, and
 the medians are compared, in wall-clock time and in CPU time (this process's and its workers':
-images per CPU-second is the per-core rate, and other jobs on a shared machine barely move it).
+images per CPU-second is the per-core rate). On a machine shared with other jobs both drift; the
+image-by-image comparison (plain loop, then header read + decode, for each image in turn, in CPU
+time) is the steadiest of the three.
 
     python benchmarks/photo_data.py large /tmp/photos200 --count 200
     python benchmarks/decode_throughput.py /tmp/photos200 --sizes 64,224
@@ -29,7 +31,7 @@ from PIL import Image
 from selfadapt.data.cache import decoded_images
 from selfadapt.data.probes import probed_images
 from selfadapt.data.collection import file_source, scan_folder
-from selfadapt.data.decode import DecodeSettings
+from selfadapt.data.decode import DecodeSettings, decode, probe
 
 
 def plain_loop(paths: list[Path], size: int) -> np.ndarray:
@@ -44,6 +46,21 @@ def plain_loop(paths: list[Path], size: int) -> np.ndarray:
         left, top = (image.width - size) // 2, (image.height - size) // 2
         out[k] = np.asarray(image.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
     return out
+
+
+def interleaved(paths: list[Path], size: int) -> tuple[float, float]:
+    """CPU seconds of the plain loop and of our decode (header read + decode), image by image in turn,
+    so that drift in the machine's state hits both alike."""
+    plain = ours = 0.0
+    settings = DecodeSettings(size, 3)
+    for path in paths:
+        start = time.process_time()
+        plain_loop([path], size)
+        middle = time.process_time()
+        probe(str(path))
+        decode(str(path), settings)
+        plain, ours = plain + middle - start, ours + time.process_time() - middle
+    return plain, ours
 
 
 def cpu_seconds() -> float:
@@ -92,6 +109,9 @@ def main() -> None:
             two.append(timed(lambda: cache_build(root, keys, size, workers=2)))
         (p, pc), (o, oc), (t, tc) = ((len(keys) / statistics.median(w for w, _ in x),
                                       len(keys) / statistics.median(c for _, c in x)) for x in (plain, ours, two))
+        plain_cpu, ours_cpu = interleaved(paths, size)
+        print(f"S={size}, image by image in turn: plain loop {1000 * plain_cpu / len(paths):.1f} CPU-ms an image, "
+              f"our decode {1000 * ours_cpu / len(paths):.1f} ({plain_cpu / ours_cpu:.2f}x)")
         print(f"S={size}, images/s (per wall-clock second | per CPU-second): plain PIL loop {p:.1f} | {pc:.1f}; "
               f"cache build, 1 worker {o:.1f} | {oc:.1f}; 2 workers {t:.1f} | {tc:.1f}. Cache build per core: "
               f"{o / p:.2f}x the plain loop by the clock, {oc / pc:.2f}x by CPU time")

@@ -257,3 +257,19 @@ def test_tiles_name_each_file_and_the_finder_picks_crops_for_larger_images(tmp_p
     assert "augment" not in finder_defaults("imagefolder:photos", "cpu", None)
     assert "augment" not in finder_defaults("csv:list.csv", "cpu", "64")
     assert "augment" not in finder_defaults("imagefolder:photos", "cpu", "not a number")  # reported later
+
+
+def test_listing_a_folder_of_many_tiny_files_stats_each_image_once(tmp_path, monkeypatch):
+    """``os.scandir`` lists without a stat per file; the cache's stamps take exactly one per image."""
+    tiny = np.zeros((2, 2), np.uint8)
+    for k in range(3000):
+        (tmp_path / "photos" / f"c{k % 3}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tiny + k % 250).save(tmp_path / "photos" / f"c{k % 3}" / f"{k:05d}.png")
+    (tmp_path / "photos" / "c0" / "readme.md").write_text("notes")
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: calls.append(str(path)) or real_stat(path, *a, **k))
+    keys, others = collection.scan_folder(tmp_path / "photos", tmp_path / "photos")
+    assert len(keys) == 3000 and others == ["c0/readme.md"] and calls == []
+    source = collection.file_source("imagefolder:tiny", tmp_path / "photos", keys)
+    assert len(calls) == 3000 and len(set(calls)) == 3000 and source.stamps.shape == (3000, 2)

@@ -156,7 +156,7 @@ def load_collection(source: Source, labels, n_train: int, classes: list[str], op
 
     n = len(train_rows)
     train_images = held[:n] if in_memory else held.subset(np.arange(n))
-    test_images = held[n:] if in_memory else held.subset(np.arange(n, len(kept)))
+    test_images = held[n:].clone() if in_memory else held.subset(np.arange(n, len(kept)))  # frees with train
     return Dataset(name, split(train_rows, train_images), split(test_rows, test_images), classes, mean, std)
 
 
