@@ -148,8 +148,9 @@ def trust_warnings(sat, summary: dict, labels) -> list[str]:
 
 DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
                "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
-               "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none. "
-               "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
+               "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none; for "
+               "image collections (imagefolder:, csv:, hf:) at --image-size 96 or more, or on a GPU, --augment "
+               "rrc-flip. Flags given override them. SAT's start epoch and momentum are automatic unless given.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
