@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# Pinned first: the CPU wheel of this exact version is on disk here. An unpinned `torch`
 	# would pull several GB of CUDA packages from the registry.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,bench,adversarial,ssl,slurm,hf]'
+	$(BIN)/pip install --quiet -e '.[test,bench,adversarial,ssl,slurm,lightning,loggers,hf]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from selfadapt.data.cache import decoded_images
-from selfadapt.data.probes import probed_images
 from selfadapt.data.collection import file_source, scan_folder
 from selfadapt.data.decode import DecodeSettings, decode, probe
+from selfadapt.data.probes import probed_images
 
 
 def plain_loop(paths: list[Path], size: int) -> np.ndarray:

@@ -23,19 +23,24 @@ from pathlib import Path
 
 from selfadapt.apps.double_descent import (
     TEST,
-    TRAIN,
+    TRAIN_AXIS,
+    TRAIN_WHAT,
     clear_peak,
     epoch_error_points,
     interpolation_threshold,
     peak_contrast,
+    train_metric,
 )
 from selfadapt.grid.spec import load_grid
 from selfadapt.grid.state import run_state
 from selfadapt.plots import plot_panels
 
 
-def last_metrics(folder: Path) -> dict:
-    return json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+def final_train_error(folder: Path) -> tuple[float, str]:
+    """The run's last train error on the given labels and which measure it is (see TRAIN_WHAT)."""
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    key = train_metric([metrics])
+    return 1 - [m[key] for m in metrics if m.get(key) is not None][-1], key
 
 
 def grid_runs(out: Path, grid_file: Path) -> list[dict]:
@@ -48,7 +53,7 @@ def grid_runs(out: Path, grid_file: Path) -> list[dict]:
         used = summary.get("settings_used", {})
         records.append({"method": run.method, "width": dict(run.axes)["width"], "seed": run.seed,
                         "test_error": 1 - summary["final_test_accuracy"],
-                        "train_error_given": 1 - last_metrics(folder)["train_accuracy_given"],
+                        **dict(zip(("train_error_given", "train_error_measure"), final_train_error(folder))),
                         "sat_momentum": used.get("sat_momentum", ""), "sat_start_epoch": used.get("sat_start_epoch", ""),
                         "train_seconds": round(summary["seconds"], 1), "source": f"grid {out.name}",
                         "folder": str(folder)})
@@ -63,7 +68,7 @@ def earlier_ce_runs(folder: Path) -> list[dict]:
         width, seed = map(int, re.fullmatch(r"ce-w(\d+)-s(\d+)", run.name).groups())
         summary = json.loads((run / "summary.json").read_text())
         records.append({"method": "ce", "width": width, "seed": seed, "test_error": 1 - summary["final_test_accuracy"],
-                        "train_error_given": 1 - last_metrics(run)["train_accuracy_given"],
+                        **dict(zip(("train_error_given", "train_error_measure"), final_train_error(run))),
                         "sat_momentum": "", "sat_start_epoch": "", "train_seconds": round(summary["seconds"], 1),
                         "source": f"width search {folder.name} (older build)", "folder": str(run)})
     return records
@@ -142,9 +147,11 @@ def main() -> None:
                      f"{100 * (peak['error'] - peak['left_error']):+.2f} points against width {peak['left']}, "
                      f"{100 * (peak['error'] - peak['right_error']):+.2f} against width {peak['right']}"
                      f" ({'' if clear_peak(peak) else 'not '}a clear peak: >= 3 points above both).")
+    measures = sorted({r["train_error_measure"] for r in records})
+    lines.append(f"Train error on the given labels: {'; '.join(TRAIN_WHAT[m] for m in measures)}.")
     (args.out / "model-wise.md").write_text("\n".join(lines) + "\n")
-    plot_panels([("final test error (mean ± std over seeds)", test),
-                 ("final train error on the given (noisy) labels", train)], args.out / "model-wise.png",
+    axis = TRAIN_AXIS[measures[0]] if len(measures) == 1 else "train error, given labels (mixed measures)"
+    plot_panels([("final test error (mean ± std over seeds)", test), (f"final {axis}", train)], args.out / "model-wise.png",
                 xlabel="MLP width (hidden units per layer)", marks=marks,
                 title="Fashion-MNIST 16k, 20% symmetric noise, 300 epochs of Adam: CE against SAT")
     for width in (int(w) for w in args.epoch_widths.split(",") if w):
@@ -155,8 +162,9 @@ def main() -> None:
             if runs:
                 curves[f"{m.upper()} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"] = runs
         sat = next((r for r in records if r["method"] == "sat" and r["width"] == width), None)
+        key = train_metric([run for runs in curves.values() for run in runs])
         plot_panels([("test error (mean ± std over seeds)", {k: epoch_error_points(v, TEST) for k, v in curves.items()}),
-                     ("train error on the given labels", {k: epoch_error_points(v, TRAIN) for k, v in curves.items()})],
+                     (TRAIN_AXIS[key], {k: epoch_error_points(v, key) for k, v in curves.items()})],
                     args.out / f"epoch-wise-width={width}.png", xlabel="epoch",
                     marks={f"SAT targets from epoch {sat['sat_start_epoch'] + 1}": sat["sat_start_epoch"] + 1} if sat else None,
                     title=f"Epoch-wise, MLP width {width}: CE against SAT")

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from selfadapt.data.cache import decoded_images
-from selfadapt.data.probes import probed_images
 from selfadapt.data.collection import file_source, scan_folder
 from selfadapt.data.decode import IMAGE_SUFFIXES, DecodeSettings
+from selfadapt.data.probes import probed_images
 
 
 def timed(f):

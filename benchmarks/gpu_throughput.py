@@ -193,6 +193,7 @@ def time_engine(args, config: RunConfig, device: str, workdir: Path, *, profile_
     start = time.perf_counter()
     history = trainer.fit()
     wall = time.perf_counter() - start
+    run.close()
     out = {"epoch_train_seconds": [r["train_seconds"] for r in history],
            "epoch_seconds_with_evaluation": [r["seconds"] for r in history], "fit_seconds": wall,
            **rates(len(parts.data.labels), [r["train_seconds"] for r in history])}
@@ -201,6 +202,7 @@ def time_engine(args, config: RunConfig, device: str, workdir: Path, *, profile_
         trainer = Trainer(parts.model, parts.objective, parts.train_loader, longer.engine,
                           evaluators=parts.evaluators, eval_data=parts.eval_data, run=RunDir(workdir, longer.to_dict()))
         trainer.fit()
+        trainer.run.close()
         out["profile"] = json.loads((workdir / "profile.json").read_text())["epochs"][-1]
     return out, (parts, trainer)
 
@@ -227,7 +229,7 @@ def time_steps_sat_over_ce(args, parts, device) -> dict:
     amp = device.type == "cuda" and parts.config.engine.amp
     batches = list(itertools.islice(iter(parts.train_loader), args.step_batches))
     ce = CrossEntropy()
-    sat = SelfAdaptiveTraining(parts.data.labels, parts.data.dataset.num_classes, start_epoch=0).to(device)
+    sat = SelfAdaptiveTraining(parts.data.labels, parts.data.dataset.num_classes, momentum=0.9, start_epoch=0).to(device)
     ce_times, sat_times = alternate_ce_and_sat(model, ce, sat, batches, device, amp, args.step_repeats, warmup=2)
     ce_step, sat_step = (statistics.median(t) / len(batches) for t in (ce_times, sat_times))
     return {"ce_step_ms": 1e3 * ce_step, "sat_step_ms": 1e3 * sat_step, "sat_over_ce": sat_step / ce_step,

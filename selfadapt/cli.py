@@ -11,8 +11,10 @@ import dataclasses
 import sys
 
 from selfadapt.apps.registry import commands, grid_reports
+from selfadapt.config.fields import did_you_mean
 from selfadapt.config.flags import add_run_flags, field_default, flag, run_config_from, show_default
 from selfadapt.errors import SelfAdaptError
+from selfadapt.version import __version__
 
 TRAIN_EXAMPLES = """examples (CPU-sized):
   selfadapt train --dataset digits --model mlp --method sat --noise symmetric --noise-rate 0.4 \\
@@ -37,6 +39,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from selfadapt.engine.loggers import parse_logger_names
     from selfadapt.grid.runner import run_grid
 
     resources = None
@@ -45,8 +48,9 @@ def cmd_bench(args) -> int:
 
         resources = JobResources(partition=args.partition, gpus_per_run=args.gpus_per_run,
                                  cpus_per_run=args.cpus_per_run, time_limit_min=args.time_limit)
+    logger = None if args.logger is None else parse_logger_names(args.logger)
     run_grid(args.grid, args.out, jobs=args.jobs, launcher=args.launcher, resources=resources,
-             reports=grid_reports())
+             reports=grid_reports(), logger=logger)
     return 0
 
 
@@ -106,7 +110,8 @@ def cmd_evaluators(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
+    parser = Parser(prog="selfadapt", description="Self-adaptive training (SAT) for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"selfadapt {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_core_commands(subparsers)
     for command in commands():
@@ -117,7 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_core_commands(commands) -> None:
+    _add_train(commands)
+    _add_bench(commands)
+    _add_eval(commands)
+    commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
+    commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
+    commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
 
+
+
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one run (resumes when --out holds it)",
                                 description="Train one run. Defaults are the paper's CIFAR-10 protocol "
                                             "(ResNet-34, 200 epochs, batch 256, SGD lr 0.1 cosine, SAT).",
@@ -126,6 +141,8 @@ def _add_core_commands(commands) -> None:
     add_run_flags(train)
     train.set_defaults(func=cmd_train)
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="run a grid of runs from a TOML file (any setting as an axis)")
     bench.add_argument("grid", help="grid file (TOML), e.g. docs/grids/fashion-mnist-cpu.toml, or a preset's name")
     bench.add_argument("--out", required=True, help="output directory (runs/, results.md, results.csv, plots/)")
@@ -138,8 +155,12 @@ def _add_core_commands(commands) -> None:
     bench.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per job (default 8)")
     bench.add_argument("--time-limit", type=int, default=24 * 60, help="minutes per job (default 1440); a run "
                        "stopped by it resumes from its checkpoint on the next call")
+    bench.add_argument("--logger", help="trackers for every run and the grid's plots and results table: "
+                                        "tensorboard, mlflow, wandb, csv (comma-separated); default the grid's logger")
     bench.set_defaults(func=cmd_bench)
 
+
+def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a trained run (its directory or checkpoint)")
     evaluate.add_argument("checkpoint", metavar="RUN", help="run directory or checkpoint.pt")
     evaluate.add_argument("--evaluators", default=None,
@@ -152,21 +173,40 @@ def _add_core_commands(commands) -> None:
     evaluate.add_argument("--eps", type=float, default=None, help="L-inf radius of the attacks (robust_eps)")
     evaluate.set_defaults(func=cmd_eval)
 
-    commands.add_parser("presets", help="list the paper presets").set_defaults(func=cmd_presets)
-    commands.add_parser("methods", help="list the methods with their options").set_defaults(func=cmd_methods)
-    commands.add_parser("evaluators", help="list the evaluators with their options").set_defaults(func=cmd_evaluators)
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) and a guess for a mistyped flag."""
+
+    def error(self, message: str):
+        print(f"selfadapt: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> str:
+    """One line naming each unknown flag with the closest real one of the command."""
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    known = [o for action in sub._actions for o in action.option_strings]
+    parts = []
+    for word in (w.split("=", 1)[0] for w in unknown if w.startswith("-")):
+        normal = word.replace("_", "-")
+        hint = f" (did you mean {normal}?)" if normal in known and normal != word else did_you_mean(word, known)
+        parts.append(f"{word}{hint}")
+    return ("unknown flag(s) " + "; ".join(parts)) if parts else f"unexpected argument(s): {' '.join(unknown)}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"selfadapt: error: {_unknown_flags(parser, args, unknown)}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except SelfAdaptError as e:
         print(f"selfadapt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("selfadapt: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"selfadapt: interrupted; {e or 'run the same command again to resume'}", file=sys.stderr)
         return 130
 
 

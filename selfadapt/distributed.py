@@ -9,10 +9,13 @@ Everything here is a no-op in a single process, so the rest of the code calls it
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
+
+from selfadapt.errors import SelfAdaptError
 
 
 def active() -> bool:
@@ -32,10 +35,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def setup(device: str) -> str:
+def setup(device: str, timeout: float = 300.0) -> str:
     """Join the process group when launched by torchrun; return this process's device.
 
     ``device`` is the run's device (``cuda`` or ``cuda:N`` becomes ``cuda:LOCAL_RANK`` under torchrun).
+    A collective that waits longer than ``timeout`` seconds for another process fails (see
+    :func:`failure`) instead of hanging the job.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
@@ -44,8 +49,27 @@ def setup(device: str) -> str:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if on_cuda else "gloo")
+        dist.init_process_group("nccl" if on_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
     return device
+
+
+def failure(error: BaseException, timeout: float) -> SelfAdaptError | None:
+    """The one line to say when a collective failed because another process stopped answering or
+    died (``None`` for any other error, or in a single process).
+
+    >>> failure(RuntimeError("Connection closed by peer"), 300.0) is None   # one process: not ours to explain
+    True
+    """
+    text = str(error)
+    if not active() or not any(s in text for s in ("Timed out", "timed out", "closed by peer", "Connection reset",
+                                                   "Broken pipe", "Connection refused", "Socket Timeout")):
+        return None
+    others = [r for r in range(world_size()) if r != rank()]
+    who = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {', '.join(map(str, others))}"
+    what = "stopped answering for more than --dist-timeout " + f"{timeout:g} s" if "imed out" in text \
+        else "ended (or its connection broke)"
+    return SelfAdaptError(f"rank {rank()} of {world_size()}: {who} {what}; the job stops here. Run the same "
+                          "command again to resume from the last checkpoint")
 
 
 def sum_and_count(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,14 +20,16 @@ from selfadapt.config.provenance import provenance
 from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
 from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt
+from selfadapt.data.diskimages import take
 from selfadapt.data.files import default_data_dir
 from selfadapt.data.human_labels import find_human_labels_file, load_human_labels
-from selfadapt.data.diskimages import take
+from selfadapt.data.label_overrides import read_label_overrides
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.registry import load_dataset, load_unlabeled_split
 from selfadapt.data.splits import class_balanced_subset
 from selfadapt.data.stream import make_loader
 from selfadapt.data.types import Dataset, ImageSet, LoadOptions
+from selfadapt.engine.loggers import check_available
 from selfadapt.engine.rundir import RunDir, load_checkpoint
 from selfadapt.engine.trainer import Trainer
 from selfadapt.errors import SelfAdaptError
@@ -136,6 +138,12 @@ def load_options(config: RunConfig, *, verbose: bool) -> LoadOptions:
 def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
     dataset = load_dataset(data.dataset, data.data_dir, options=load_options(config, verbose=verbose))
+    overrides = read_label_overrides(data.labels_from, dataset) if data.labels_from else None
+    for flag, wanted, split in (("--subset", data.subset, dataset.train), ("--test-subset", data.test_subset,
+                                                                             dataset.test)):
+        if wanted is not None and wanted > len(split):
+            raise SelfAdaptError(f"{flag} {wanted} is more than the {len(split)} samples of {data.dataset}'s "
+                                 f"{'training' if split is dataset.train else 'test'} split")
     if data.subset is not None and data.subset < len(dataset.train):
         dataset.train = class_balanced_subset(dataset.train, data.subset, seed=config.data_seed)
         if dataset.coarse_train_labels is not None:
@@ -152,6 +160,8 @@ def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
         num_classes=dataset.num_classes, dataset=data.dataset, coarse_labels=dataset.coarse_train_labels,
         variant=data.noise_variant if data.noise != "human" else None,
         source_index=train.source_index, human_labels=human, mean=dataset.mean, std=dataset.std)
+    if overrides is not None:
+        labels = overrides.apply(labels, train.source_index, verbose=verbose)
     if verbose and data.noise != "none":
         what = "images corrupted" if data.noise in INPUT_CORRUPTIONS else "labels wrong"
         print(f"{data.noise} noise (rate {data.noise_rate}, seed {data.noise_seed}): "
@@ -258,13 +268,28 @@ def run_experiment(config: RunConfig, out: str | Path | None = None, *, verbose:
 def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool = True) -> RunResult:
     """Like :func:`run_experiment`, but also hand back the data, the trained objective and model.
 
-    Everything that can fail before training (the settings, the output directory, the data) is
-    checked before anything is written.
+    Everything that can fail before training (the settings, the output directory, its lock, the
+    checkpoint, the data) is checked before anything is written.
     """
-    device = distributed.setup(resolve_device(config.engine.device))
+    check_available(config.engine.logger)
+    timeout = config.engine.dist_timeout
+    device = distributed.setup(resolve_device(config.engine.device), timeout)
     main = distributed.is_main()
-    verbose = verbose and main
     run = RunDir(out, config.to_dict(), writer=main) if out is not None else None
+    try:
+        return _train(config, run, device, verbose and main)
+    except RuntimeError as e:           # a collective that another process never answered
+        problem = distributed.failure(e, timeout)
+        if problem is None:
+            raise
+        raise problem from None
+    finally:
+        if run is not None:
+            run.close()
+
+
+def _train(config: RunConfig, run: RunDir | None, device: str, verbose: bool) -> RunResult:
+    main = distributed.is_main()
     parts = build_run(config, device=device, verbose=verbose)
     origin = provenance(device)
     if run is not None:
@@ -277,15 +302,31 @@ def train_run(config: RunConfig, out: str | Path | None = None, *, verbose: bool
                       _engine_for_process(config, verbose), evaluators=parts.evaluators,
                       eval_data=parts.eval_data, run=run)
     if verbose and trainer.start_epoch:
-        print(f"resuming {out} from epoch {trainer.start_epoch}")
-    history = trainer.fit()
-    summary = {**summarise(config, history, parts), "provenance": origin}
-    if run is not None and main:
-        save_targets(parts.objective, run.path)
-        run.write_summary(summary)
+        print(f"resuming {run.path} at epoch {trainer.start_epoch} (0-based)")
+        for line in _kept_choices(parts.objective):
+            print(line)
+    try:
+        history = trainer.fit()
+        summary = {**summarise(config, history, parts), "provenance": origin}
+        if run is not None and main:
+            save_targets(parts.objective, run.path)
+            run.write_summary(summary)
+        if trainer.loggers is not None:
+            trainer.loggers.log_images(run.path)  # the run's plots
+    finally:
+        if trainer.loggers is not None:
+            trainer.loggers.close()
     if verbose:
         print(describe_summary(summary))
     return RunResult(summary, parts.data, parts.objective, parts.model)
+
+
+def _kept_choices(objective: Objective) -> list[str]:
+    """What a resumed run keeps of the choices it made itself (SAT's automatic start and momentum)."""
+    used = {k: v for k, v in objective.settings_used().items() if v is not None}
+    if not used:
+        return []
+    return ["keeping what this run chose when it started: " + ", ".join(f"{k} {v:g}" for k, v in used.items())]
 
 
 def _engine_for_process(config: RunConfig, verbose: bool):

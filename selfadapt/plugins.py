@@ -14,6 +14,8 @@ import functools
 import importlib
 import pkgutil
 
+from selfadapt.errors import SelfAdaptError
+
 
 @functools.cache
 def collect(package: str, attribute: str) -> tuple:
@@ -25,3 +27,24 @@ def collect(package: str, attribute: str) -> tuple:
     for name in names:
         entries += list(getattr(importlib.import_module(name), attribute, ()))
     return tuple(entries)
+
+
+@functools.cache
+def by_name(package: str, attribute: str, kind: str) -> dict:
+    """The entries :func:`collect` finds, by their ``name`` (each name once).
+
+    >>> sorted(by_name("selfadapt.evaluators", "EVALUATORS", "evaluator"))[:2]
+    ['accuracy', 'autoattack']
+    """
+    out = {}
+    for entry in collect(package, attribute):
+        if out.setdefault(entry.name, entry) is not entry:
+            raise TypeError(f"{kind} {entry.name!r} is declared twice")
+    return out
+
+
+def lookup(entries: dict, name: str, kind: str):
+    """``entries[name]``; an unknown name is one :class:`SelfAdaptError` listing the known ones."""
+    if name not in entries:
+        raise SelfAdaptError(f"unknown {kind} {name!r}; choose from {', '.join(sorted(entries))}")
+    return entries[name]

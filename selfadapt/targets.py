@@ -68,7 +68,7 @@ def find_target_stores(module: nn.Module) -> dict[str, TargetStore]:
     """Every :class:`TargetStore` inside ``module`` by its dotted name (``"loss.store"``).
 
     >>> from selfadapt.objectives import SelfAdaptiveTraining
-    >>> list(find_target_stores(SelfAdaptiveTraining(torch.tensor([0, 1]), num_classes=2)))
+    >>> list(find_target_stores(SelfAdaptiveTraining(torch.tensor([0, 1]), 2, momentum=0.9, start_epoch=0)))
     ['store']
     """
     return {name: m for name, m in module.named_modules() if isinstance(m, TargetStore)}

@@ -73,6 +73,31 @@ def reference_trades_attack(model, x, eps, steps, step_size):
     return x_adv
 
 
+def reference_pgd_unclipped_start(model, x, y, eps, steps, step_size):
+    """The SAT authors' ``pgd_attack.py`` (TRADES' evaluation code): as :func:`reference_pgd`, but the
+    random start ``x + U(-eps, eps)`` is not clipped to [0, 1] before the first gradient (``model``
+    in eval mode)."""
+    x_adv = x + torch.empty_like(x).uniform_(-eps, eps)
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(x_adv), y), [x_adv])
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv
+
+
+class InputRange(nn.Module):
+    """The wrapped model, recording the smallest and largest pixel value it is called on."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.low, self.high = model, 1.0, 0.0
+
+    def forward(self, x):
+        self.low, self.high = min(self.low, x.min().item()), max(self.high, x.max().item())
+        return self.model(x)
+
+
 ATTACKS = {
     "pgd": lambda m, x, y: pgd(m, x, y, eps=EPS, steps=10, step_size=0.025),
     "pgd-restarts": lambda m, x, y: pgd(m, x, y, eps=EPS, steps=5, step_size=0.025, restarts=3),
@@ -123,6 +148,23 @@ def test_pgd_and_trades_attack_match_a_plain_reference_loop(digits_model):
         torch.manual_seed(3)
         expected = reference()
         assert torch.equal(ours, expected)
+
+
+def test_pgd_never_queries_the_model_outside_the_image_range(digits_model):
+    """Our choice (Madry et al.'s reference clips the random start since its later version): every
+    input PGD feeds the model lies in [0, 1], and the result is the clipped-start reference's. The
+    authors' unclipped start queries negative pixels on the digits' black background first and ends
+    elsewhere: the test tells the two apart."""
+    model, x, y = digits_model
+    ours, theirs = InputRange(model), InputRange(model)
+    torch.manual_seed(3)
+    x_ours = pgd(ours, x, y, eps=EPS, steps=7, step_size=0.02)
+    torch.manual_seed(3)
+    x_theirs = reference_pgd_unclipped_start(theirs, x, y, EPS, 7, 0.02)
+    torch.manual_seed(3)
+    assert torch.equal(x_ours, reference_pgd(model, x, y, EPS, 7, 0.02))
+    assert ours.low >= 0.0 and ours.high <= 1.0
+    assert theirs.low < -EPS / 2 and not torch.equal(x_ours, x_theirs)
 
 
 def test_restarts_keep_a_sample_fooled_once_it_is_fooled(digits_model):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from selfadapt import SelfAdaptiveTraining
 from selfadapt.apps.noisy_labels.finder import trust_warnings
 from selfadapt.errors import SelfAdaptError
+from selfadapt.label_errors import suspected_label_errors
 from selfadapt.objectives.auto_start import AUTO_MOMENTUM_CAP, momentum_for, stratified_holdout
 
 
@@ -86,11 +87,16 @@ def test_the_decision_survives_a_checkpoint():
 
 
 def test_auto_needs_the_run_length_and_indices_must_fit_the_table():
-    with pytest.raises(ValueError, match="need epochs"):
+    with pytest.raises(ValueError, match="give epochs="):
         SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch="auto")
-    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, start_epoch=0)
+    sat = SelfAdaptiveTraining(torch.zeros(10, dtype=torch.long), 2, momentum=0.9, start_epoch=0)
     with pytest.raises(SelfAdaptError, match="index 10 is outside the target table of 10 samples"):
         sat(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.tensor([3, 10]), 0)
+
+
+# no flags, ten classes, no held-out bound: only the fitting and update checks can speak
+NOTHING_FLAGGED = (suspected_label_errors(torch.eye(10)[torch.arange(100) % 10], torch.arange(100) % 10),
+                   [str(c) for c in range(10)], None)
 
 
 def test_too_few_updates_and_a_model_that_never_fitted_are_warned_about():
@@ -100,15 +106,15 @@ def test_too_few_updates_and_a_model_that_never_fitted_are_warned_about():
         warnings.simplefilter("always")
         sat.suspected_label_errors()
     assert "SAT never updated a target" in str(caught[0].message)
-    found = trust_warnings(sat, {"final_train_accuracy_given": 0.13}, labels)
+    found = trust_warnings(sat, {"final_train_accuracy_given": 0.13}, labels, *NOTHING_FLAGGED)
     assert "never fitted the data" in found[0] and "never updated" in found[1]
     index = torch.arange(100)
     for epoch in range(5, 8):  # 3 updates at 0.9: the given label still weighs 0.73
         sat(torch.randn(100, 10), labels, index, epoch)
-    assert "only 3 update(s)" in trust_warnings(sat, {"final_train_accuracy_given": 0.9}, labels)[0]
+    assert "only 3 update(s)" in trust_warnings(sat, {"final_train_accuracy_given": 0.9}, labels, *NOTHING_FLAGGED)[0]
     for epoch in range(8, 15):
         sat(torch.randn(100, 10), labels, index, epoch)
-    assert trust_warnings(sat, {"final_train_accuracy_given": 0.9}, labels) == []
+    assert trust_warnings(sat, {"final_train_accuracy_given": 0.9}, labels, *NOTHING_FLAGGED) == []
 
 
 def test_waiting_for_the_start_never_waits_for_the_device():

@@ -160,8 +160,11 @@ def test_a_validation_split_is_held_out_of_the_training_data(tmp_path):
 def test_a_command_that_fails_writes_nothing_and_the_corrected_one_runs(tmp_path, capsys):
     out = tmp_path / "run"
     fails_with(capsys, ["train", *TINY, "--dataset", "digitz", "--out", str(out)], "unknown dataset 'digitz'")
-    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "nothing"),
+    (tmp_path / "empty").mkdir()
+    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"),
                         "--out", str(out)], "train-images-idx3-ubyte")
+    fails_with(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                        "--out", str(out)], "--data-dir " + str(tmp_path / "nothing") + " does not exist")
     fails_with(capsys, ["train", *TINY, "--method", "gce", "--gce-q", "abc", "--out", str(out)], "gce_q must be float")
     assert not out.exists(), "nothing is written before the settings and the data are checked"
     out.mkdir()
@@ -197,7 +200,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
-    assert "epoch 1/400: " in stdout, "one line per epoch when the output is not a terminal"
+    assert "epoch 1 [0..399]: " in stdout, "one line per epoch when the output is not a terminal (0-based)"
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary file is left"
     done = len((out / "metrics.jsonl").read_text().splitlines())
     assert main(["train", *CE, "--epochs", str(done + 1), "--schedule", "constant", "--out", str(out)]) == 0

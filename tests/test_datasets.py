@@ -485,7 +485,7 @@ def test_stl10_truncated_and_missing(tmp_path):
     with pytest.raises(SelfAdaptError, match="test_X.bin"):
         load_dataset("stl10", tmp_path)
     with pytest.raises(SelfAdaptError, match="put stl10_binary/"):
-        load_dataset("stl10", tmp_path / "elsewhere")
+        load_dataset("stl10", (tmp_path / "elsewhere").mkdir() or tmp_path / "elsewhere")
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,15 +5,19 @@ import pytest
 import torch
 
 from selfadapt.apps.double_descent import (
+    TRAIN,
+    TRAIN_RUNNING,
     clear_peak,
     epoch_error_points,
     error_points,
     interpolation_threshold,
     peak_contrast,
+    write_double_descent,
 )
 from selfadapt.apps.registry import grid_reports
 from selfadapt.config.run import RunConfig, differing_settings
 from selfadapt.errors import SelfAdaptError
+from selfadapt.experiment import train_run
 from selfadapt.grid import runner
 from selfadapt.grid.presets import preset_path
 from selfadapt.grid.spec import load_grid
@@ -149,9 +153,63 @@ def test_epoch_wise_cpu_grid_runs_are_the_model_wise_grids_largest_width():
     assert len(epoch) == 6
     for run in epoch:
         twin = model[run.name.replace("symmetric-0.2-", "symmetric-0.2-width=256-")]
-        assert differing_settings(run.config.to_dict(), twin.config.to_dict()) == []
+        # they train alike; only how often the train error is measured differs
+        assert differing_settings(run.config.to_dict(), twin.config.to_dict()) == ["memorisation_every"]
+        assert "memorisation" in run.config.eval.evaluators and "memorisation" in twin.config.eval.evaluators
     for name in ("double-descent-model", "double-descent-epoch"):
         runs = load_grid(preset_path(name)).runs
         assert {r.config.engine.epochs for r in runs} == {4000}
         assert all(r.config.method.options.get("sat_width_reference") in (None, 0, 64) for r in runs)
         assert any(r.config.method.options.get("sat_width_reference") == 64 for r in runs) == ("model" in name)
+        assert all("memorisation" in r.config.eval.evaluators for r in runs), "the eval-mode train error"
+
+
+@pytest.mark.slow
+def test_eval_mode_train_accuracy_is_a_plain_loop_over_the_unaugmented_training_set():
+    """Digits with crop + flip, a CNN with batch norm and dropout, 40% wrong labels: the memorisation
+    evaluator's train_accuracy_given_eval equals model.eval() over the un-augmented training images
+    against the given labels; the engine's running train-mode accuracy is another number."""
+    config = RunConfig.from_flat({"dataset": "digits", "model": "cnn", "epochs": 3, "batch_size": 128, "lr": 0.05,
+                                  "augment": "crop-flip", "noise": "symmetric", "noise_rate": 0.4, "device": "cpu",
+                                  "evaluators": ["accuracy", "memorisation"], "memorisation_every": 2})
+    result = train_run(config, verbose=False)
+    model = result.model.eval()
+    with torch.no_grad():
+        predicted = model(result.data.images.float() / 255).argmax(1)
+    plain = (predicted == result.data.labels).double().mean().item()
+    assert result.summary["final_train_accuracy_given_eval"] == pytest.approx(plain, abs=1e-6)
+    assert abs(result.summary["final_train_accuracy_given"] - plain) > 0.01
+
+
+@pytest.mark.slow
+def test_report_reads_the_eval_mode_train_error_and_labels_the_running_fallback(tmp_path):
+    """Two widths, CE: the table's train column is 1 - train_accuracy_given_eval where every run has
+    it; runs without it (older) fall back to the running accuracy, and the table says which."""
+    grid_file = tmp_path / "dd.toml"
+    grid_file.write_text(GRID)
+    grid = load_grid(grid_file)
+
+    def metrics(run, eval_too):
+        width = dict(run.axes)["width"]
+        record = {"epoch": 0, "test_accuracy": 0.5 + width / 100, TRAIN_RUNNING: 0.6 + width / 100}
+        return [dict(record, **({TRAIN: 0.7 + width / 100} if eval_too else {}))]
+    for eval_too, expected in ((True, {8: 22.0, 32: -2.0}), (False, {8: 32.0, 32: 8.0})):
+        runs = [r for r in grid.runs if r.method == "ce"]
+        finished = {r.name: ({}, metrics(r, eval_too)) for r in runs}
+        rows = []
+        for width in (8, 32):
+            row = {"method": "ce", "noise": "symmetric", "level": "0.4", "width": width, "n_seeds": 2,
+                   "final_test_accuracy_mean": 0.5 + width / 100, "final_test_accuracy_std": 0.0,
+                   f"final_{TRAIN_RUNNING}_mean": 0.6 + width / 100, f"final_{TRAIN_RUNNING}_std": 0.0}
+            if eval_too:
+                row.update({f"final_{TRAIN}_mean": 0.7 + width / 100, f"final_{TRAIN}_std": 0.0})
+            rows.append(row)
+        out = tmp_path / f"out-{eval_too}"
+        (out / "plots").mkdir(parents=True)
+        write_double_descent(grid, out, finished, rows)
+        table = (out / "double-descent.md").read_text()
+        for width, train_error in expected.items():
+            assert f"| {width} | {100 - 50 - width:.2f} ± 0.00 | {train_error:.2f} ± 0.00 |" in table
+        assert ("eval mode, un-augmented training set" in table) == eval_too
+        assert ("running train-mode accuracy" in table) == (not eval_too)
+        assert (out / "plots" / "error-vs-width.png").stat().st_size > 5000

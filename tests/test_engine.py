@@ -49,8 +49,11 @@ def train(run_path, epochs, config_extra=None, interrupt_at=None):
     clean = labels.clone()
     clean[:8] = (clean[:8] + 1) % 3   # the loader's labels differ from these on 8 samples
     data = EvalData(test_loader, DeviceLoader(train_loader.images, labels, batch_size=64), clean, 3)
-    trainer = Trainer(model, objective, train_loader, config, evaluators=evaluators, eval_data=data, run=run)
-    return trainer, trainer.fit()
+    try:
+        trainer = Trainer(model, objective, train_loader, config, evaluators=evaluators, eval_data=data, run=run)
+        return trainer, trainer.fit()
+    finally:
+        run.close()   # as train_run does: the directory is free for the next command
 
 
 def test_learning_rate_schedules():

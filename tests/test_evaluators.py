@@ -30,7 +30,7 @@ def test_accuracy_and_memorisation_on_known_predictions():
     given = torch.tensor([0, 1, 2, 1, 2, 0, 0, 1, 2, 0])          # samples 3, 4, 5 are mislabelled
     predicted = [0, 1, 0, 1, 1, 2, 0, 2, 2, 0]                    # 3 memorised, 4 and 5 predicted clean
     model = LookupModel(predicted, 3)
-    sat = SelfAdaptiveTraining(given, 3)
+    sat = SelfAdaptiveTraining(given, 3, momentum=0.9, start_epoch=60)
     sat.store.values[3] = torch.tensor([0.9, 0.1, 0.0])            # corrected to the clean label
     sat.store.values[4] = torch.tensor([0.1, 0.8, 0.1])            # corrected to the clean label
     objective = LogitLoss(sat)
@@ -41,13 +41,17 @@ def test_accuracy_and_memorisation_on_known_predictions():
     model.train()
     assert accuracy(model, objective, data, 0) == {"test_accuracy": 0.75}
     result = memorisation(model, objective, data, 0)
-    assert result == pytest.approx({"train_accuracy_clean": 7 / 10, "memorised_share": 1 / 3,
-                                    "predicted_clean_share": 2 / 3, "corrected_target_share": 2 / 3})
+    assert result == pytest.approx({"train_accuracy_given_eval": 6 / 10, "train_accuracy_clean": 7 / 10,
+                                    "memorised_share": 1 / 3, "predicted_clean_share": 2 / 3,
+                                    "corrected_target_share": 2 / 3})
     assert model.training, "evaluators restore the train/eval mode they found"
-    assert memorisation(model, Objective(), data, 0).keys() == {"train_accuracy_clean", "memorised_share",
-                                                                "predicted_clean_share"}
+    assert memorisation(model, Objective(), data, 0).keys() == {"train_accuracy_given_eval", "train_accuracy_clean",
+                                                                "memorised_share", "predicted_clean_share"}
     unknown_truth = EvalData(data.test, data.train, None, 3)
-    assert memorisation(model, objective, unknown_truth, 0) == {}
+    assert memorisation(model, objective, unknown_truth, 0) == {"train_accuracy_given_eval": pytest.approx(6 / 10)}
+    unlabelled = EvalData(data.test, DeviceLoader(images(10), torch.where(given == 2, -1, given), batch_size=4),
+                          None, 3)                                # -1: no label; 5 of the 7 labelled are right
+    assert memorisation(model, objective, unlabelled, 0) == {"train_accuracy_given_eval": pytest.approx(5 / 7)}
 
 
 def test_evaluators_run_when_due():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfadapt.data.types import LoadOptions
 from selfadapt.data.decode import DecodeSettings, decode
+from selfadapt.data.types import LoadOptions
 from selfadapt.errors import SelfAdaptError
 
 datasets = pytest.importorskip("datasets", reason="hf: data sets need the hf extra (pip install 'selfadapt[hf]')")

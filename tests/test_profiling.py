@@ -71,7 +71,7 @@ def test_profiling_a_run_may_be_switched_on_when_it_resumes():
 
 def test_a_target_update_nested_in_forward_is_charged_to_itself_only():
     profiler = Profiler(torch.device("cpu"))
-    store = SelfAdaptiveTraining(torch.tensor([0, 1, 1]), 2).store
+    store = SelfAdaptiveTraining(torch.tensor([0, 1, 1]), 2, momentum=0.9, start_epoch=0).store
     profiler.instrument(store)
     profiler.begin_epoch(0)
     with profiler.phase("forward_loss"):

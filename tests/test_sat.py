@@ -147,7 +147,7 @@ def test_state_dict_round_trip_and_dtype():
 
 def test_bf16_logits_give_float32_loss():
     labels = torch.tensor([0, 1])
-    sat = SelfAdaptiveTraining(labels, 2, start_epoch=0)
+    sat = SelfAdaptiveTraining(labels, 2, momentum=0.9, start_epoch=0)
     loss = sat(torch.randn(2, 2).bfloat16(), labels, torch.arange(2), epoch=0)
     assert loss.dtype == torch.float32 and sat.targets.dtype == torch.float32
 

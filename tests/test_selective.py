@@ -146,6 +146,67 @@ def test_scores_and_predictions():
         SATSelective(torch.tensor([0, 1]), 3, pretrain_epochs=0).predict(nn.Linear(2, 3), x)
 
 
+def sr64(row):
+    """1 - max softmax in float64 as rest / (1 + rest), rest = sum of exp(z_j - z_top) but one top."""
+    values = sorted(row, reverse=True)
+    rest = sum(math.exp(v - values[0]) for v in values[1:])
+    return rest / (1 + rest)
+
+
+def confident_logits(n=2000, seed=0):
+    """Logits of a confident 10-class model: top-class margins 9 to 40 (float32 rounds 1 - max softmax
+    to 0 or to multiples of 6e-8 from a margin of about 16)."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, 10, generator=gen)
+    logits[:, 0] += 9 + 31 * torch.rand(n, generator=gen)
+    return logits
+
+
+def test_softmax_response_keeps_the_ranking_that_float32_one_minus_max_softmax_ties():
+    logits = confident_logits()
+    old = (1.0 - torch.softmax(logits, dim=1).max(dim=1).values).numpy()   # the former formula
+    new = softmax_scores(logits)["sr"].numpy()
+    reference = np.array([sr64(row) for row in logits.double().tolist()])
+    assert len(np.unique(reference)) == len(logits)                          # no true ties
+    assert len(np.unique(old)) < 0.5 * len(logits) and (old == 0).sum() > 300
+    assert len(np.unique(new)) == len(logits) and (new > 0).all()
+    assert np.array_equal(np.argsort(new), np.argsort(reference))           # the float64 ranking, kept
+    np.testing.assert_allclose(new, reference, rtol=1e-5)
+    tie = softmax_scores(torch.tensor([[3.0, 3.0, -50.0], [0.0, 0.0, 0.0]]))["sr"].tolist()
+    assert tie == pytest.approx([0.5, 2 / 3])                                # tied top classes
+
+
+def test_aurc_of_a_confident_model_with_the_kept_ranking():
+    """Errors more likely the smaller the margin, inside the float32-tied confident group too: the ties
+    score its errors at the group's mean position (AURC's expectation over tied orders); the kept
+    ranking gives the float64 reference's AURC, lower, and E-AURC lower by the same amount (the
+    optimum depends only on the error rate)."""
+    logits = confident_logits()
+    reference = np.array([sr64(row) for row in logits.double().tolist()])
+    order = np.argsort(reference, kind="stable")                             # most confident first
+    errors = np.zeros(len(order), dtype=bool)
+    errors[order] = np.random.default_rng(0).random(len(order)) < 0.3 * np.arange(len(order)) / len(order)
+    plain = float(np.mean(np.cumsum(errors[order]) / np.arange(1, len(order) + 1)))
+    old = (1.0 - torch.softmax(logits, dim=1).max(dim=1).values).double().numpy()
+    new = softmax_scores(logits)["sr"].double().numpy()
+    assert aurc(new, errors) == pytest.approx(plain, rel=1e-12)
+    assert aurc(old, errors) > aurc(new, errors) + 0.02                      # 11.1% -> 6.9% here
+    assert eaurc(old, errors) - eaurc(new, errors) == pytest.approx(aurc(old, errors) - aurc(new, errors))
+
+
+def test_selectivenet_g_score_is_one_minus_g_without_rounding():
+    model = build_model("mlp", num_classes=3, in_channels=1, image_size=4, width=8).eval()
+    net = SelectiveNet(model, num_classes=3, coverage=0.8).eval()
+    with torch.no_grad():
+        net.selector[-1].bias.fill_(30.0)                                    # g = sigmoid(s) rounds to 1
+        x = torch.rand(64, 1, 4, 4)
+        _, s, _ = net.heads(model, x)
+        score = net.predict_with_scores(model, x)[1]["g"]
+    expected = [1 / (1 + math.exp(v)) for v in s.double().tolist()]
+    assert score.tolist() == pytest.approx(expected, rel=1e-5)
+    assert (1.0 - torch.sigmoid(s) == 0).all() and len(set(score.tolist())) == len(set(s.tolist())) > 50
+
+
 # ------------------------------------------------------------------------------------------
 # metrics
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from selfadapt.data.augment import Augment
-from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.diskimages import DiskImages, take
+from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.stream import StreamLoader, make_loader
 
 

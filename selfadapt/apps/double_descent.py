@@ -1,8 +1,11 @@
 """Double-descent figures and tables of a benchmark grid: error against a model-size axis and epoch.
 
 :func:`write_double_descent` is called by the grid's aggregation (``selfadapt bench GRID``) and
-writes, for runs that log ``test_accuracy`` and ``train_accuracy_given`` (the training accuracy on
-the given, noisy labels, averaged over each epoch's batches):
+writes, for runs that log ``test_accuracy`` and a train accuracy on the given, noisy labels:
+``train_accuracy_given_eval`` (the ``memorisation`` evaluator's: eval mode, the un-augmented
+training set, every ``--memorisation-every`` epochs and after the last) where every run has it, else,
+labelled as such, ``train_accuracy_given`` (the engine's running train-mode accuracy over each
+epoch's augmented batches, while the weights move; runs trained before the evaluator measured it):
 
 - ``error-vs-<axis>.png`` per numeric axis (model-wise: ``width``): final test error and final
   train error against the axis, mean ± std over seeds, with the interpolation threshold of
@@ -26,7 +29,23 @@ from selfadapt.grid.spec import cell_name, row_label, text
 # Train error at or below this counts as interpolating: the noisy labels are fitted.
 INTERPOLATION_TOLERANCE = 0.01
 INTERPOLATING_METHOD = "ce"
-TEST, TRAIN = "test_accuracy", "train_accuracy_given"
+TEST = "test_accuracy"
+TRAIN = "train_accuracy_given_eval"          # memorisation evaluator: eval mode, un-augmented training set
+TRAIN_RUNNING = "train_accuracy_given"      # the engine's running train-mode accuracy over augmented batches
+TRAIN_WHAT = {TRAIN: "eval mode, un-augmented training set",
+              TRAIN_RUNNING: "running train-mode accuracy over augmented batches: runs without the eval-mode one"}
+TRAIN_AXIS = {TRAIN: "train error, given labels (eval mode)", TRAIN_RUNNING: "train error, given labels (running)"}
+
+
+def train_metric(runs: list[list[dict]]) -> str:
+    """:data:`TRAIN` where every run's metrics have it, else :data:`TRAIN_RUNNING` (older runs).
+
+    >>> train_metric([[{"train_accuracy_given": 0.9, "train_accuracy_given_eval": 0.95}]])
+    'train_accuracy_given_eval'
+    >>> train_metric([[{"train_accuracy_given": 0.9}], [{"train_accuracy_given_eval": 0.95}]])
+    'train_accuracy_given'
+    """
+    return TRAIN if all(any(m.get(TRAIN) is not None for m in metrics) for metrics in runs) else TRAIN_RUNNING
 
 
 def interpolation_threshold(points: list[tuple[float, float]], tolerance: float = INTERPOLATION_TOLERANCE
@@ -84,7 +103,8 @@ def error_points(rows: list[dict], axis: str, metric: str) -> list[tuple[float, 
 
 
 def epoch_error_points(runs: list[list[dict]], metric: str) -> list[tuple[int, float, float | None]]:
-    """``(1-based epoch, mean error, std)`` per epoch over the runs' metrics (std from two runs on)."""
+    """``(epochs trained, mean error, std)`` per epoch over the runs' metrics (std from two runs on): after
+    0-based epoch ``e``, ``e + 1`` epochs are trained (the log axis of the epoch-wise figure)."""
     points = []
     for epoch in range(max((len(m) for m in runs), default=0)):
         values = [1.0 - m[epoch][metric] for m in runs if epoch < len(m) and m[epoch].get(metric) is not None]
@@ -108,32 +128,34 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
 
     folder = out / "plots"
     written, tables = [], []
-    logged = {name: metrics for name, (_, metrics) in finished.items()
-              if any(m.get(TEST) is not None for m in metrics) and any(m.get(TRAIN) is not None for m in metrics)}
+    tested = {name: metrics for name, (_, metrics) in finished.items() if any(m.get(TEST) is not None for m in metrics)}
+    train = train_metric(list(tested.values()))
+    logged = {name: metrics for name, metrics in tested.items() if any(m.get(train) is not None for m in metrics)}
     if not logged:
         return written
+    train_title = TRAIN_AXIS[train]
     for axis, values in grid.axes.items():
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             continue
-        test, train, marks = {}, {}, {}
+        test, train_points, marks = {}, {}, {}
         for kind, level in grid.cells:
             cell_rows = [r for r in rows if (r["noise"], r["level"]) == (kind, level) and r["n_seeds"]]
             for label in dict.fromkeys(_axis_series_label(r, grid.axes, axis) for r in cell_rows):
                 mine = [r for r in cell_rows if _axis_series_label(r, grid.axes, axis) == label]
                 label = f"{label} {cell_name(kind, level)}" if len(grid.cells) > 1 else label
                 test[label] = error_points(mine, axis, TEST)
-                train[label] = error_points(mine, axis, TRAIN)
+                train_points[label] = error_points(mine, axis, train)
                 if mine[0]["method"] == INTERPOLATING_METHOD:
-                    threshold = interpolation_threshold([(x, e) for x, e, _ in train[label]])
+                    threshold = interpolation_threshold([(x, e) for x, e, _ in train_points[label]])
                     if threshold is not None:
                         marks[f"{label} interpolation threshold (train error <= "
                               f"{100 * INTERPOLATION_TOLERANCE:g}% from here on)"] = threshold
         test = {k: v for k, v in test.items() if v}
         if test:
-            tables += _axis_table(grid.name, axis, test, train, marks)
+            tables += _axis_table(grid.name, axis, test, train_points, marks, TRAIN_WHAT[train])
             written.append(plot_panels(
                 [("final test error (mean ± std over seeds)", test),
-                 ("final train error on the given labels", {k: v for k, v in train.items() if v})],
+                 (f"final {train_title}", {k: v for k, v in train_points.items() if v})],
                 folder / f"error-vs-{axis}.png", xlabel=axis, title=f"{grid.name}: model-wise", marks=marks))
     for kind, level in grid.cells:
         by_axes = {}
@@ -143,14 +165,14 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
                 by_axes.setdefault(others, {}).setdefault(run.method, []).append(logged[run.name])
         for axes, by_method in by_axes.items():
             suffix = "".join(f"-{k}={text(v)}" for k, v in axes)
-            marks = {f"{method}: targets from epoch {start + 1}": start + 1 for method, start in _starts(
+            marks = {f"{method}: targets from 0-based epoch {start}": start + 1 for method, start in _starts(
                 [r for r in grid.runs if r.name in logged and (r.noise, r.level) == (kind, level)
                  and tuple((k, v) for k, v in r.axes if k in grid.axes) == axes], finished).items()}
             title = f"{grid.name}: {row_label(cell_name(kind, level), axes)}, epoch-wise"
             written.append(plot_panels(
                 [("test error (mean ± std over seeds)", {m: epoch_error_points(r, TEST) for m, r in by_method.items()}),
-                 ("train error on the given labels", {m: epoch_error_points(r, TRAIN) for m, r in by_method.items()})],
-                folder / f"error-vs-epoch-{cell_name(kind, level)}{suffix}.png", xlabel="epoch", title=title,
+                 (train_title, {m: epoch_error_points(r, train) for m, r in by_method.items()})],
+                folder / f"error-vs-epoch-{cell_name(kind, level)}{suffix}.png", xlabel="epochs trained", title=title,
                 marks=marks))
     if tables:
         (out / "double-descent.md").write_text("\n".join(tables) + "\n")
@@ -158,7 +180,7 @@ def write_double_descent(grid, out: Path, finished: dict, rows: list[dict]) -> l
     return written
 
 
-def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict) -> list[str]:
+def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict, train_what: str) -> list[str]:
     """Markdown: final test / train error (%) per axis value and series, the threshold, the peaks."""
     def cell(points, x):
         found = [(m, s) for px, m, s in points if px == x]
@@ -168,6 +190,7 @@ def _axis_table(name: str, axis: str, test: dict, train: dict, marks: dict) -> l
         return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
     xs = sorted({x for points in test.values() for x, _, _ in points})
     lines = [f"## {name}: final error against {axis} (%, mean ± sample std over seeds)", "",
+             f"Train error on the given labels: {train_what}.", "",
              f"| {axis} | " + " | ".join(f"{label} test | {label} train (given labels)" for label in test) + " |",
              "|---:|" + "---|---|" * len(test)]
     lines += [f"| {x:g} | " + " | ".join(f"{cell(test[label], x)} | {cell(train.get(label, []), x)}"

@@ -4,12 +4,7 @@ The bottom layer of the configuration: methods, evaluators and the run's section
 settings with :func:`setting`, and :func:`parse_options` / :func:`coerce` turn values from the
 command line, TOML or JSON into checked, typed values. Nothing here knows any registry.
 
->>> from dataclasses import dataclass
->>> @dataclass
-... class Options:
-...     gce_q: float = setting(0.7, "GCE exponent q", check=lambda q: 0 < q <= 1, must="lie in (0, 1]")
->>> parse_options(Options, {"gce_q": 0.5}, "gce").gce_q
-0.5
+Example: see :func:`setting`.
 """
 from __future__ import annotations
 
@@ -90,6 +85,8 @@ def coerce(value: Any, f: dataclasses.Field, prefix: str = "", *, text: bool = F
     annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     converted = _convert(value, annotation, text)
     if converted is _INVALID:
+        if "float" in annotation and str(value).strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise SelfAdaptError(f"{prefix}{f.name} must be a finite number, got {value!r}")
         raise SelfAdaptError(f"{prefix}{f.name} must be {annotation}, got {value!r}")
     meta = f.metadata
     check, choices = meta.get("check"), meta.get("choices")
@@ -134,59 +131,85 @@ def _union_parts(annotation: str) -> list[str]:
 
 
 def _convert_one(value: Any, part: str, parse: bool) -> Any:
+    """``value`` as the single type ``part`` (``int``, ``list[float]``, ``Literal['auto']`` ...), or
+    ``_INVALID``; with ``parse`` a string is read as a user types it."""
     text = parse and isinstance(value, str)
-    if part == "None":
-        return None if value is None or (text and value.lower() == "none") else _INVALID
-    if part == "bool":
-        if isinstance(value, bool):
-            return value
-        if text and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        return _INVALID
-    if part == "int":
-        if isinstance(value, bool):
-            return _INVALID
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if text:
-            try:
-                return int(value)
-            except ValueError:
-                return _INVALID
-        return _INVALID
-    if part == "float":
-        if isinstance(value, bool):
-            return _INVALID
-        if isinstance(value, (int, float)):
-            return float(value)
-        if text:
-            try:
-                number = float(value)
-            except ValueError:
-                return _INVALID
-            return number if not math.isnan(number) else _INVALID
-        return _INVALID
-    if part == "str":
-        return value if isinstance(value, str) else _INVALID
-    if part == "dict":
-        return dict(value) if isinstance(value, dict) else _INVALID
-    if part.startswith("list[") or part.startswith("tuple["):
-        inner = part[part.index("[") + 1:-1].split(",")[0].strip()
-        items = [v.strip() for v in value.split(",") if v.strip()] if text else value
-        if not isinstance(items, (list, tuple)):
-            return _INVALID
-        converted = [_convert(v, inner, parse) for v in items]
-        return _INVALID if any(c is _INVALID for c in converted) else converted
+    if part.startswith(("list[", "tuple[")):
+        return _as_list(value, part, parse, text)
     if part.startswith("Literal["):
-        allowed = ast.literal_eval(f"[{part[len('Literal['):-1]}]")
-        return value if value in allowed else _INVALID
-    raise TypeError(f"unsupported setting type {part!r}")
+        return value if value in ast.literal_eval(f"[{part[len('Literal['):-1]}]") else _INVALID
+    if part not in _SCALARS:
+        raise TypeError(f"unsupported setting type {part!r}")
+    return _SCALARS[part](value, text)
+
+
+def _as_none(value, text):
+    return None if value is None or (text and value.lower() == "none") else _INVALID
+
+
+def _as_bool(value, text):
+    if isinstance(value, bool):
+        return value
+    if text and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    return _INVALID
+
+
+def _as_int(value, text):
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return int(value) if text else _INVALID
+    except ValueError:
+        return _INVALID
+
+
+def _as_float(value, text):
+    """A finite number: no setting means infinity or NaN."""
+    if isinstance(value, bool):
+        return _INVALID
+    try:
+        number = float(value) if isinstance(value, (int, float)) or text else _INVALID
+    except ValueError:
+        return _INVALID
+    return number if number is not _INVALID and math.isfinite(number) else _INVALID
+
+
+_SCALARS = {"None": _as_none, "bool": _as_bool, "int": _as_int, "float": _as_float,
+            "str": lambda value, text: value if isinstance(value, str) else _INVALID,
+            "dict": lambda value, text: dict(value) if isinstance(value, dict) else _INVALID}
+
+
+def _as_list(value, part: str, parse: bool, text: bool):
+    inner = part[part.index("[") + 1:-1].split(",")[0].strip()
+    items = [v.strip() for v in value.split(",") if v.strip()] if text else value
+    if not isinstance(items, (list, tuple)):
+        return _INVALID
+    converted = [_convert(v, inner, parse) for v in items]
+    return _INVALID if any(c is _INVALID for c in converted) else converted
+
+
+# Names users bring from other tools, and ours.
+ALIASES = {"learning_rate": "lr", "weight-decay": "weight_decay", "wd": "weight_decay", "num_epochs": "epochs",
+           "max_epochs": "epochs", "bs": "batch_size", "arch": "model", "network": "model", "loss": "method",
+           "noise_type": "noise", "noise_ratio": "noise_rate", "optim": "optimizer", "scheduler": "schedule"}
 
 
 def did_you_mean(key: str, names) -> str:
-    close = difflib.get_close_matches(key, list(names), n=1)
+    """`` (did you mean 'lr'?)`` for the closest of ``names`` (a known alias first), else ``""``.
+
+    >>> did_you_mean("learning_rate", ["lr", "epochs"]), did_you_mean("epoch", ["lr", "epochs"])
+    (" (did you mean 'lr'?)", " (did you mean 'epochs'?)")
+    """
+    names = list(names)
+    alias = ALIASES.get(key.lstrip("-").replace("-", "_"))
+    if alias is not None and alias in names:
+        return f" (did you mean {alias!r}?)"
+    close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -33,11 +33,21 @@ def provenance(device: str) -> dict:
     commit, changes = code_identity()
     return {
         "selfadapt": __version__, "git_commit": commit, "uncommitted_changes_sha256": changes,
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "",
+        "command": command_line(),
         "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
         "device": describe_device(device), "host": platform.node(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def command_line() -> str:
+    """This process's command as typed (``python -m selfadapt`` shown as ``selfadapt``)."""
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":
+        program = Path(sys.argv[0]).parent.name
+    return shlex.join([program, *sys.argv[1:]])
 
 
 def code_identity() -> tuple[str | None, str | None]:

@@ -25,6 +25,7 @@ from selfadapt.config.sections import (
     MethodSettings,
     ModelSettings,
 )
+from selfadapt.data.registry import find_format
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.registry import evaluator_names_for, evaluators, get_evaluator, resolve_evaluator_options
 from selfadapt.models.registry import model_width
@@ -33,10 +34,14 @@ from selfadapt.objectives.registry import get_method, methods
 # Fields holding the typed options of the chosen components, filled from the flat namespace.
 _OPTION_TABLES = {("method", "options"), ("eval", "options")}
 
+# The models that read a feature vector (the others are networks for images).
+VECTOR_MODELS = ("linear", "mlp")
+
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
 # data (or its decoded cache) lives, whether it streams from disk, the device, the display and
 # profiling do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "cache_dir", "stream", "profile"})
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "cache_dir", "stream", "profile", "dist_timeout",
+                       "logger"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:
@@ -112,7 +117,7 @@ class RunConfig:
             owner = option_owner(key)
             if owner:
                 raise SelfAdaptError(f"{prefix}{key} is an option of {owner}, not of method {method.name!r} "
-                                     f"or its evaluators ({', '.join(names)})")
+                                     f"or its evaluators ({', '.join(names)}){_start_hint(key, method)}")
             raise SelfAdaptError(f"{prefix}unknown setting {key!r}{did_you_mean(key, all_names())}; "
                                  "`selfadapt train --help` lists them")
 
@@ -135,8 +140,7 @@ class RunConfig:
             raise SelfAdaptError(f"{prefix}{e}") from None
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
-        if data.dataset.lower().startswith("features:") and data.augment != "none":
-            raise SelfAdaptError(f"{prefix}feature vectors take no image augmentation: add --augment none")
+        self._check_feature_vectors(prefix)
         method = get_method(self.method.method)
         if data.unlabeled and method.uses_labels:
             raise SelfAdaptError(f"{prefix}--unlabeled adds images without labels, which method {method.name!r} "
@@ -144,6 +148,16 @@ class RunConfig:
         method.check(self, prefix)
         for name in self.eval.evaluators or []:
             get_evaluator(name).check(self, prefix)
+
+    def _check_feature_vectors(self, prefix: str) -> None:
+        """Feature vectors are not images: no augmentation, and a model that reads a vector."""
+        if not find_format(self.data.dataset)[0].feature_vectors:
+            return
+        if self.data.augment != "none":
+            raise SelfAdaptError(f"{prefix}feature vectors take no image augmentation: add --augment none")
+        if self.model.model not in VECTOR_MODELS:
+            raise SelfAdaptError(f"{prefix}feature vectors take --model {' or '.join(VECTOR_MODELS)} (a network for "
+                                 f"images, such as {self.model.model}, treats each feature as a 1x1 image channel)")
 
     @property
     def data_seed(self) -> int:
@@ -164,6 +178,14 @@ class RunConfig:
     def flat(self) -> dict:
         """Every setting and option under its flat name."""
         return flatten(self.to_dict())
+
+
+def _start_hint(key: str, method) -> str:
+    """Where a method that starts later under another name says when it starts."""
+    own = [name for name in method.option_names if name.endswith("_pretrain_epochs")]
+    if key.endswith("_start_epoch") and own:
+        return f"; method {method.name} starts after --{own[0].replace('_', '-')}"
+    return ""
 
 
 def flatten(nested: dict) -> dict:

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from selfadapt.config.fields import in_unit_interval, non_negative, positive, setting
 
+# Beyond these no run can mean what it says (a year of epochs; a batch larger than any data set).
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 24
+
 
 def _datasets() -> list[str]:
     from selfadapt.data.registry import dataset_names
@@ -54,6 +58,7 @@ OPTIMIZERS = ["sgd", "adam", "lars"]
 
 
 SCHEDULES = ["cosine", "multistep", "constant"]
+LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")  # experiment trackers (selfadapt.engine.loggers)
 
 
 @dataclass
@@ -85,7 +90,8 @@ class DataSettings:
     image_column: str | None = setting(None, "hf: data: the column of images (default: the one of type Image)")
     label_column: str | None = setting(None, "hf: data: the column of labels (default: the ClassLabel one, or "
                                              "'label')")
-    batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)", check=positive, must="be > 0")
+    batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)",
+                              check=lambda v: 0 < v <= MAX_BATCH, must=f"be > 0 (and at most {MAX_BATCH})")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
     noise: str = setting("none", "corruption of the training labels or images", choices=_corruptions)
     noise_rate: float = setting(0.0, "fraction of training samples to corrupt", check=in_unit_interval,
@@ -94,6 +100,9 @@ class DataSettings:
     noise_variant: str | None = setting(None, "variant of the corruption: the CIFAR-N label set for human noise "
                                               "(aggre, worse, random1..3, noisy; default worse), or CIFAR-100 "
                                               "asymmetric superclass (default) or index-blocks (the literature's)")
+    labels_from: str | None = setting(None, "corrected labels laid over the training labels (after any --noise): "
+                                            "a review.csv from `selfadapt review`, or apply-review's changes.csv "
+                                            "or path,label CSV")
 
 
 @dataclass
@@ -123,7 +132,7 @@ class EngineSettings:
     """The loop: optimiser, schedule, device, precision, checkpoints."""
 
     epochs: int = setting(200, "number of epochs (a larger value extends a finished run)",
-                          check=positive, must="be >= 1")
+                          check=lambda v: 0 < v <= MAX_EPOCHS, must=f"be >= 1 (and at most {MAX_EPOCHS})")
     optimizer: str = setting("sgd", "optimiser", choices=lambda: OPTIMIZERS)
     lr: float = setting(0.1, "initial learning rate", check=positive, must="be > 0")
     momentum: float = setting(0.9, "SGD momentum", check=lambda m: 0.0 <= m < 1.0, must="lie in [0, 1)")
@@ -144,9 +153,17 @@ class EngineSettings:
     progress: bool = setting(True, "a progress bar on a terminal, one line per epoch otherwise")
     checkpoint_every: int = setting(1, "write the checkpoint every K epochs (and after the last)",
                                     check=positive, must="be >= 1")
-    eval_batch_size: int = setting(1024, "batch size of the evaluators", check=positive, must="be > 0")
+    eval_batch_size: int = setting(1024, "batch size of the evaluators", check=lambda v: 0 < v <= MAX_BATCH,
+                                   must=f"be > 0 (and at most {MAX_BATCH})")
+    dist_timeout: float = setting(300.0, "seconds a process waits for the others under torchrun before the job "
+                                         "stops with a message naming the silent rank", check=positive, must="be > 0")
     profile: bool = setting(False, "time each phase of every epoch (data, forward+loss, target update, backward, "
                                    "optimizer, evaluation, checkpoint) into OUT/profile.json")
+    logger: list[str] = setting([], "also stream per-epoch metrics, the configuration and plots to these trackers, "
+                                    "comma-separated: tensorboard, mlflow, wandb (offline unless WANDB_MODE is set), "
+                                    "csv (pip install 'selfadapt[loggers]')",
+                                check=lambda names: all(n in LOGGERS for n in names),
+                                must="be a comma-separated list of " + ", ".join(LOGGERS))
 
 
 @dataclass

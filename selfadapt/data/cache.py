@@ -37,8 +37,19 @@ from typing import Callable
 
 import numpy as np
 
-from selfadapt.data.cache_io import (atomic_npz, locked, make_writable, parallel, read_npz, row_keys, runs,
-                                     source_folder, worker_count, worker_init, write_error)
+from selfadapt.data.cache_io import (
+    atomic_npz,
+    locked,
+    make_writable,
+    parallel,
+    read_npz,
+    row_keys,
+    runs,
+    source_folder,
+    worker_count,
+    worker_init,
+    write_error,
+)
 from selfadapt.data.decode import DecodeError, DecodeSettings, decode
 from selfadapt.data.diskimages import DiskImages
 

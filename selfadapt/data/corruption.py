@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt.data.diskimages import DiskImages
 from selfadapt.data.human_labels import human_noisy_labels
 from selfadapt.data.types import channel_stats
-from selfadapt.data.diskimages import DiskImages
 from selfadapt.errors import SelfAdaptError
 
 CORRUPTIONS = ("none", "symmetric", "symmetric-exclusive", "asymmetric", "human",

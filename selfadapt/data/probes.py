@@ -21,8 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from selfadapt.data.cache_io import (atomic_npz, locked, make_writable, parallel, read_npz, row_keys, runs,
-                                     source_folder, worker_init)
+from selfadapt.data.cache_io import (
+    atomic_npz,
+    locked,
+    make_writable,
+    parallel,
+    read_npz,
+    row_keys,
+    runs,
+    source_folder,
+    worker_init,
+)
 from selfadapt.data.decode import GREY_MODES, DecodeError, probe
 from selfadapt.errors import SelfAdaptError
 

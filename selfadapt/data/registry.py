@@ -12,7 +12,7 @@ form names its own path.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -20,17 +20,12 @@ import torch
 from selfadapt.data.files import default_data_dir
 from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
-from selfadapt.plugins import collect
+from selfadapt.plugins import by_name
 
 
-@functools.cache
 def formats() -> dict[str, DataFormat]:
     """Every data format by name (prefix forms by their prefix)."""
-    out: dict[str, DataFormat] = {}
-    for fmt in collect("selfadapt.data.formats", "FORMATS"):
-        if out.setdefault(fmt.name, fmt) is not fmt:
-            raise TypeError(f"data format {fmt.name!r} is declared twice")
-    return out
+    return by_name("selfadapt.data.formats", "FORMATS", "data format")
 
 
 def dataset_names() -> list[str]:
@@ -88,9 +83,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
     """
     fmt, path = find_format(name)
     options = options or LoadOptions(download=download, skip_unreadable=skip_unreadable)
+    options = dataclasses.replace(options, data_dir_given=data_dir is not None)
     if path is not None:
         return fmt.load(path, options)
-    return fmt.load(_root(data_dir), options)
+    root = _root(data_dir)
+    if data_dir is not None and not root.is_dir() and not (fmt.downloads and download):
+        raise SelfAdaptError(f"--data-dir {data_dir} {'is not a folder' if root.exists() else 'does not exist'}")
+    return fmt.load(root, options)
 
 
 def load_unlabeled_split(name: str, data_dir: str | Path | None = None) -> torch.Tensor:

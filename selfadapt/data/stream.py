@@ -25,8 +25,8 @@ import threading
 
 import torch
 
-from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.diskimages import DiskImages
+from selfadapt.data.loader import DeviceLoader
 
 __all__ = ["StreamLoader", "make_loader"]
 

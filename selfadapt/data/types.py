@@ -189,6 +189,7 @@ class LoadOptions:
     device: str = "cpu"
     workers: int | None = None
     verbose: bool = False
+    data_dir_given: bool = False      # the user named the folder (a system copy elsewhere is then said)
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ class DataFormat:
     ``name`` is a data set's name (``cifar10``, read from ``--data-dir``) or, with
     ``takes_path=True``, a prefix written ``NAME:PATH`` (``imagefolder:photos``). ``load`` gets the
     data folder (or the path after the prefix) and :class:`LoadOptions`. ``unlabeled`` reads the
-    set's unlabeled split where it has one (STL-10); ``feature_vectors`` marks vectors, not images.
+    set's unlabeled split where it has one (STL-10); ``feature_vectors`` marks vectors, not images;
+    ``downloads`` marks a set that is fetched into the data folder when absent.
     """
 
     name: str
@@ -208,6 +210,7 @@ class DataFormat:
     usage: str = ""                                   # how a user writes it, e.g. "imagefolder:PATH"
     unlabeled: Callable[[Path], torch.Tensor] | None = None
     feature_vectors: bool = False
+    downloads: bool = False                           # fetched into the data folder when absent
 
     @property
     def written(self) -> str:

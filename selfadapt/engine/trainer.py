@@ -25,6 +25,7 @@ from selfadapt import distributed
 from selfadapt.batch import Progress
 from selfadapt.config.sections import EngineSettings
 from selfadapt.data.loader import DeviceLoader
+from selfadapt.engine.loggers import Loggers
 from selfadapt.engine.optim import build_optimizer, learning_rate
 from selfadapt.engine.profiling import Profiler
 from selfadapt.engine.rundir import CHECKPOINT_FORMAT, RunDir
@@ -70,6 +71,10 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training, saying what running the same command again will do."""
 
 
 # A CPU run projected to train longer than this gets a warning after its first PROJECTION_STEPS steps.
@@ -122,6 +127,11 @@ class Trainer:
         self.start_epoch = 0
         if run is not None:
             self._resume()
+        self.checkpointed = self.start_epoch if run is not None else None   # epochs the last checkpoint holds
+        self.loggers = None  # --logger: the main process streams each epoch's record to the trackers
+        if run is not None and config.logger and distributed.is_main():
+            self.loggers = Loggers(config.logger, run.path, run.path.name, start_step=self.start_epoch)
+            self.loggers.log_config(run.config)
         # the CPU run's length is projected once, after a few steps (see _warn_if_long)
         self._project_after_step = PROJECTION_STEPS if self.device.type == "cpu" and distributed.is_main() else None
 
@@ -130,6 +140,8 @@ class Trainer:
     def _resume(self) -> None:
         state = self.run.load_checkpoint()
         if state is None:
+            if distributed.is_main():
+                self.run.rewrite_metrics([])   # epochs logged before an interruption that left no checkpoint
             return
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
@@ -141,10 +153,18 @@ class Trainer:
         if self.device.type == "cuda" and "cuda" in own["rng"]:
             torch.cuda.set_rng_state(own["rng"]["cuda"], self.device)
         self.start_epoch = state["epoch"]
+        if len(processes) != distributed.world_size() and distributed.is_main():
+            print(f"selfadapt: warning: this run was checkpointed by {len(processes)} process(es) and resumes on "
+                  f"{distributed.world_size()}: the data order and the model continue exactly, the per-process "
+                  "augmentation streams do not", file=sys.stderr, flush=True)
         if distributed.is_main():
-            self.run.truncate_metrics(self.start_epoch)
+            if "metrics" in state:
+                self.run.rewrite_metrics(state["metrics"])
+            else:                              # a checkpoint written before checkpoints held the metrics
+                self.run.truncate_metrics(self.start_epoch)
+        self.run.checkpoint = None             # drop the mapped file; the states are copied
 
-    def _checkpoint(self, epoch_done: int) -> None:
+    def _checkpoint(self, epoch_done: int, history: list[dict]) -> None:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -153,8 +173,9 @@ class Trainer:
             self.run.save_checkpoint({
                 "format": CHECKPOINT_FORMAT, "config": self.run.config, "epoch": epoch_done,
                 "model": self.model.state_dict(), "objective": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "processes": processes,
+                "optimizer": self.optimizer.state_dict(), "processes": processes, "metrics": history,
             })
+        self.checkpointed = epoch_done
 
     # ------------------------------------------------------------------ loop
 
@@ -166,25 +187,44 @@ class Trainer:
         interactive = bar_wanted and sys.stdout.isatty()
         bar = tqdm(range(self.start_epoch, epochs), desc="epochs", initial=self.start_epoch, total=epochs,
                    disable=not interactive)
-        with sigterm_as_interrupt():
-            for epoch in bar:
-                self.profiler.begin_epoch(epoch)
-                record = self.train_epoch(epoch)
-                history.append(record)
-                if interactive:
-                    bar.set_postfix_str(_short(record))
-                elif bar_wanted:
-                    print(f"epoch {epoch + 1}/{epochs}: {_short(record)}", flush=True)
-                if self.run is not None:
-                    if distributed.is_main():
-                        self.run.append_metrics(record)
-                    if (epoch + 1) % self.config.checkpoint_every == 0 or epoch + 1 == epochs:
-                        with self.profiler.phase("checkpoint"):
-                            self._checkpoint(epoch + 1)
-                self.profiler.end_epoch()
+        shown = ["train_loss", "train_accuracy_given", *(e.primary for e in self.evaluators if e.primary)]
+        try:
+            with sigterm_as_interrupt():
+                for epoch in bar:
+                    self.profiler.begin_epoch(epoch)
+                    record = self.train_epoch(epoch)
+                    history.append(record)
+                    if interactive:
+                        bar.set_postfix_str(_short(record, shown))
+                    elif bar_wanted:
+                        print(f"epoch {epoch} [0..{epochs - 1}]: {_short(record, shown)}", flush=True)
+                    if self.loggers is not None:
+                        self.loggers.log_metrics(record, epoch)
+                    self._log_and_checkpoint(epoch, record, history)
+                    self.profiler.end_epoch()
+        except KeyboardInterrupt:
+            raise RunInterrupted(self._after_interrupt()) from None
         if self.profiler.epochs and distributed.is_main():
             print(self.profiler.summary_line(), flush=True)
         return history
+
+    def _log_and_checkpoint(self, epoch: int, record: dict, history: list[dict]) -> None:
+        if self.run is None:
+            return
+        if distributed.is_main():
+            self.run.append_metrics(record)
+        if (epoch + 1) % self.config.checkpoint_every == 0 or epoch + 1 == self.config.epochs:
+            with self.profiler.phase("checkpoint"):
+                self._checkpoint(epoch + 1, history)
+
+    def _after_interrupt(self) -> str:
+        """What running the same command again will do, after an interruption."""
+        if self.run is None:
+            return "nothing was saved"
+        if not self.checkpointed:
+            return "there is no checkpoint yet, so running the same command again starts the run over"
+        return (f"running the same command again resumes after epoch {self.checkpointed - 1} (0-based), "
+                "from the last checkpoint")
 
     def train_epoch(self, epoch: int) -> dict:
         """One epoch of training, then the evaluators that are due; returns the epoch's record."""
@@ -265,9 +305,12 @@ class Trainer:
         return distributed.broadcast_object(metrics)
 
 
-def _short(record: dict) -> str:
-    """A one-line view of an epoch record for logs."""
-    shown = {k: v for k, v in record.items() if k not in ("epoch", "lr") and isinstance(v, float)
-             and not k.endswith("seconds")}
-    text = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+def _short(record: dict, keys: list[str]) -> str:
+    """A one-line view of an epoch record for logs: the loss, train accuracy and the evaluators'
+    primary metrics (``metrics.jsonl`` holds the rest).
+
+    >>> _short({"train_loss": 0.5, "test_accuracy": 0.9, "aurc_sr": 0.1, "seconds": 2.0}, ["train_loss", "test_accuracy"])
+    'train_loss 0.5000, test_accuracy 0.9000, 2.0 s'
+    """
+    text = ", ".join(f"{k} {record[k]:.4f}" for k in dict.fromkeys(keys) if isinstance(record.get(k), float))
     return f"{text}, {record['seconds']:.1f} s"

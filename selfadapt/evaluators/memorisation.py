@@ -7,7 +7,14 @@ from selfadapt.targets import label_distribution_store
 
 
 class Memorisation(Evaluator):
-    """Where the true training labels are known:
+    """One pass over the training images (eval mode, no augmentation):
+
+    - ``train_accuracy_given_eval``: share of the labelled training samples predicted as their given
+      (possibly noisy) label; the train error that double descent's interpolation threshold is read
+      from (the engine's ``train_accuracy_given`` is a running train-mode accuracy over augmented
+      batches while the weights move).
+
+    Where the true training labels are known, also:
 
     - ``train_accuracy_clean``: share of all training samples predicted as their true label;
     - ``memorised_share`` / ``predicted_clean_share``: of the samples whose given label is wrong,
@@ -15,19 +22,23 @@ class Memorisation(Evaluator):
     - ``corrected_target_share``: of those samples, the share whose corrected target (the argmax
       of a store of label distributions, e.g. SAT's) is the true label, where the objective has one.
 
-    Nothing is reported when the true labels are unknown.
+    Example: ``selfadapt train ... --evaluators accuracy,memorisation --memorisation-every 10``.
     """
 
     name = "memorisation"
 
     def __call__(self, model, objective, data, epoch):
-        if data.clean_labels is None:
-            return {}
         predicted = predict_logits(model, objective, data.train, amp=data.amp).argmax(1)
+        given = data.train.labels.to(predicted.device)
+        labelled = given >= 0
+        out = {}
+        if labelled.any():
+            out["train_accuracy_given_eval"] = (predicted[labelled] == given[labelled]).float().mean().item()
+        if data.clean_labels is None:
+            return out
         clean = data.clean_labels.to(predicted.device)
-        given = data.train.labels
         wrong = given != clean
-        out = {"train_accuracy_clean": (predicted == clean).float().mean().item()}
+        out["train_accuracy_clean"] = (predicted == clean).float().mean().item()
         if wrong.any():
             out["memorised_share"] = (predicted[wrong] == given[wrong]).float().mean().item()
             out["predicted_clean_share"] = (predicted[wrong] == clean[wrong]).float().mean().item()

@@ -9,30 +9,22 @@ here (:func:`selfadapt.plugins.collect`), so adding an evaluator is one file.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 from selfadapt.config.fields import parse_options
 from selfadapt.data.corruption import LABEL_CORRUPTIONS
 from selfadapt.errors import SelfAdaptError
 from selfadapt.evaluators.base import Evaluator, EvaluatorSpec
-from selfadapt.plugins import collect
+from selfadapt.plugins import by_name, lookup
 
 
-@functools.cache
 def evaluators() -> dict[str, EvaluatorSpec]:
-    """Every evaluator by name (each name once)."""
-    out: dict[str, EvaluatorSpec] = {}
-    for spec in collect("selfadapt.evaluators", "EVALUATORS"):
-        if out.setdefault(spec.name, spec) is not spec:
-            raise TypeError(f"evaluator {spec.name!r} is declared twice")
-    return out
+    """Every evaluator by name."""
+    return by_name("selfadapt.evaluators", "EVALUATORS", "evaluator")
 
 
 def get_evaluator(name: str) -> EvaluatorSpec:
     """The evaluator called ``name``; an unknown name is a :class:`SelfAdaptError` listing the known ones."""
-    if name not in evaluators():
-        raise SelfAdaptError(f"unknown evaluator {name!r}; choose from {', '.join(sorted(evaluators()))}")
-    return evaluators()[name]
+    return lookup(evaluators(), name, "evaluator")
 
 
 def evaluator_names_for(method, noise: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfadapt.config.fields import did_you_mean
 from selfadapt.errors import SelfAdaptError
 from selfadapt.grid.spec import Grid, GridRun, load_grid
 
@@ -37,8 +38,9 @@ def preset_path(name: str) -> Path:
     shipped = SHIPPED / f"{name}.toml"
     if shipped.is_file():
         return shipped
-    known = ", ".join(p.stem for p in sorted(SHIPPED.glob("*.toml")))
-    raise SelfAdaptError(f"unknown preset {name!r}: not a shipped preset ({known}) nor a path to a TOML file")
+    known = [p.stem for p in sorted(SHIPPED.glob("*.toml"))]
+    raise SelfAdaptError(f"unknown preset {name!r}{did_you_mean(name, known)}: not a shipped preset "
+                         f"({', '.join(known)}) nor a path to a TOML file")
 
 
 def load_preset(spec: str, given: dict | None = None) -> dict:

@@ -34,8 +34,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfadapt.config.fields import load_toml
-from selfadapt.config.run import RunConfig, declared_settings, option_owner
+from selfadapt.config.fields import did_you_mean, load_toml
+from selfadapt.config.run import RunConfig, all_names, declared_settings, option_owner
 from selfadapt.data.corruption import CORRUPTIONS
 from selfadapt.data.human_labels import HUMAN_FILES, HUMAN_VARIANTS
 from selfadapt.errors import SelfAdaptError
@@ -107,8 +107,9 @@ class Grid:
         return list(dict.fromkeys(run.row for run in self.runs))
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     """Read, check and expand a grid file; any problem is a one-line :class:`SelfAdaptError`.
+    ``overrides`` replace entries of its ``[settings]`` (``selfadapt bench --logger``).
 
     The device is not checked here (a grid written for CUDA can be aggregated anywhere);
     :func:`run_grid` checks it before training.
@@ -124,22 +125,9 @@ def load_grid(path: str | Path) -> Grid:
     for method in methods:
         get_method(method)
     seeds = _unique_list(spec, "seeds", int, where)
-    settings = _settings_table(spec.get("settings", {}), f"{where}, [settings]")
-    method_settings = spec.get("method_settings", {})
-    if not isinstance(method_settings, dict):
-        raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
-    for method, values in method_settings.items():
-        # a known method not in `methods` is allowed (trimming a grid is one edit), and checked all the same
-        table = f"{where}, [method_settings.{method}]"
-        if method not in known_methods():
-            raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(known_methods()))}")
-        _settings_table(values, table)
-    axes = spec.get("axes", {})
-    if not isinstance(axes, dict):
-        raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
-    for key in axes:
-        _unique_list(axes, key, object, f"{where}, [axes]")
-    _settings_table({k: v[0] for k, v in axes.items()}, f"{where}, [axes]")
+    settings = _settings_table({**spec.get("settings", {}), **(overrides or {})}, f"{where}, [settings]")
+    method_settings = _method_settings(spec.get("method_settings", {}), where)
+    axes = _axes(spec.get("axes", {}), where)
     noise = spec.get("noise")
     cells = _noise_cells(noise, settings.get("dataset", "cifar10"), where) if noise is not None else \
         [(settings.get("noise", "none"), _settings_level(settings))]
@@ -148,16 +136,36 @@ def load_grid(path: str | Path) -> Grid:
             _expand(method, *cells[0], {k: v[0] for k, v in axes.items()}, seeds[0], settings, values,
                     f"{where}, [method_settings.{method}]", noise is not None)
     runs = {}
-    for seed in seeds:
-        for kind, level in cells:
-            for values in itertools.product(*axes.values()):
-                for method in methods:
-                    run = _expand(method, kind, level, dict(zip(axes, values)), seed, settings,
-                                  method_settings.get(method, {}), where, noise is not None)
-                    runs.setdefault(run.name, run)
+    for seed, (kind, level), values, method in itertools.product(seeds, cells, itertools.product(*axes.values()),
+                                                                 methods):
+        run = _expand(method, kind, level, dict(zip(axes, values)), seed, settings,
+                      method_settings.get(method, {}), where, noise is not None)
+        runs.setdefault(run.name, run)
     runs = tuple(runs.values())
     return Grid(name, path, tuple(methods), tuple(seeds), tuple(cells), axes, settings, method_settings, runs,
                 str(spec.get("description", "")), _paper_numbers(spec.get("paper", {}), runs, where))
+
+
+def _method_settings(tables, where: str) -> dict:
+    """The ``[method_settings.<method>]`` tables, each checked (a known method not in ``methods`` is
+    allowed: trimming a grid is one edit)."""
+    if not isinstance(tables, dict):
+        raise SelfAdaptError(f"{where}: method_settings must be a table of [method_settings.<method>] tables")
+    for method, values in tables.items():
+        table = f"{where}, [method_settings.{method}]"
+        if method not in known_methods():
+            raise SelfAdaptError(f"{table} names an unknown method; choose from {', '.join(sorted(known_methods()))}")
+        _settings_table(values, table)
+    return tables
+
+
+def _axes(axes, where: str) -> dict:
+    if not isinstance(axes, dict):
+        raise SelfAdaptError(f"{where}: [axes] must be a table of setting = [values]")
+    for key in axes:
+        _unique_list(axes, key, object, f"{where}, [axes]")
+    _settings_table({k: v[0] for k, v in axes.items()}, f"{where}, [axes]")
+    return axes
 
 
 def _paper_numbers(paper, runs, where: str) -> dict:
@@ -238,7 +246,8 @@ def _settings_table(values, where: str) -> dict:
         if key in GRID_FIELDS:
             raise SelfAdaptError(f"{where}: {key} is set by the grid itself (methods, [[noise]], seeds)")
         if key not in plain and not option_owner(key):
-            raise SelfAdaptError(f"{where}: unknown setting {key!r}; `selfadapt train --help` lists them")
+            raise SelfAdaptError(f"{where}: unknown setting {key!r}{did_you_mean(key, all_names())}; "
+                                 "`selfadapt train --help` lists them")
     return values
 
 

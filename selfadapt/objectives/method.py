@@ -104,9 +104,15 @@ class Method:
                 raise SelfAdaptError(f"{prefix}{problem}")
 
 
-def start_epoch_before_end(start_epoch: int, epochs: int, what: str = "SAT") -> str | None:
-    """A validation rule shared by the SAT-style methods: their start epoch must be inside the run."""
+def start_epoch_before_end(start_epoch: int, epochs: int, what: str = "SAT",
+                           flag: str = "--sat-start-epoch") -> str | None:
+    """A validation rule shared by the SAT-style methods: their start epoch (the option ``flag``)
+    must be inside the run.
+
+    >>> start_epoch_before_end(150, 100, "selective SAT", "--sat-pretrain-epochs")[-62:]
+    'would never run: lower --sat-pretrain-epochs or raise --epochs'
+    """
     if isinstance(start_epoch, int) and start_epoch >= epochs:
         return (f"{what} starts at epoch {start_epoch} (0-based) but the run has only {epochs} epochs, "
-                f"so {what} would never run: lower the start epoch or raise --epochs")
+                f"so {what} would never run: lower {flag} or raise --epochs")
     return None

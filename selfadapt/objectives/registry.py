@@ -8,29 +8,19 @@ Every module of :mod:`selfadapt.objectives` may list methods in ``METHODS``; the
 """
 from __future__ import annotations
 
-import functools
-
-from selfadapt.errors import SelfAdaptError
 from selfadapt.objectives.base import Objective
 from selfadapt.objectives.method import Method, MethodContext
-from selfadapt.plugins import collect
+from selfadapt.plugins import by_name, lookup
 
 
-@functools.cache
 def methods() -> dict[str, Method]:
-    """Every method by name (each name once)."""
-    out: dict[str, Method] = {}
-    for method in collect("selfadapt.objectives", "METHODS"):
-        if out.setdefault(method.name, method) is not method:
-            raise TypeError(f"method {method.name!r} is declared twice")
-    return out
+    """Every method by name."""
+    return by_name("selfadapt.objectives", "METHODS", "method")
 
 
 def get_method(name: str) -> Method:
     """The method called ``name``; an unknown name is a :class:`SelfAdaptError` listing the known ones."""
-    if name not in methods():
-        raise SelfAdaptError(f"unknown method {name!r}; choose from {', '.join(sorted(methods()))}")
-    return methods()[name]
+    return lookup(methods(), name, "method")
 
 
 def build_objective(name: str, context: MethodContext, options: dict | None = None) -> Objective:

@@ -52,21 +52,24 @@ class SelfAdaptiveTraining(nn.Module):
     >>> sat.targets.shape
     torch.Size([4, 3])
 
-    ``start_epoch="auto"`` and ``momentum="auto"`` (which need ``epochs``, the length of the run)
-    choose both from the noisy training data (:mod:`selfadapt.auto_start`): a held-out share of
-    the samples is left out of the loss while SAT waits, and SAT starts once the model's accuracy
-    on them against their given labels stops improving; call :meth:`end_epoch` after each epoch
-    (otherwise the first call of the next epoch closes it).
+    By default, as on the command line, ``start_epoch="auto"`` and ``momentum="auto"`` (which need
+    ``epochs``, the length of the run) choose both from the noisy training data
+    (:mod:`selfadapt.objectives.auto_start`): a held-out share of the samples is left out of the
+    loss while SAT waits, and SAT starts once the model's accuracy on them against their given
+    labels stops improving; call :meth:`end_epoch` after each epoch (otherwise the first call of
+    the next epoch closes it). The paper's values are ``momentum=0.9, start_epoch=60`` of 200 epochs.
     """
 
-    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float | str = 0.9,
-                 start_epoch: int | str = 60, *, sce_weights: tuple[float, float] | None = None,
+    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float | str = "auto",
+                 start_epoch: int | str = "auto", *, sce_weights: tuple[float, float] | None = None,
                  dtype: torch.dtype = torch.float32, epochs: int | None = None, holdout: float = 0.1,
                  patience: int = 3, residue: float = 0.01, seed: int = 0):
         super().__init__()
         auto_start, self.auto_momentum = start_epoch == "auto", momentum == "auto"
         if (auto_start or self.auto_momentum) and not epochs:
-            raise ValueError("start_epoch='auto' and momentum='auto' need epochs= (the number of epochs of the run)")
+            raise ValueError("SelfAdaptiveTraining chooses its start epoch and momentum from the run's length: give "
+                             "epochs= (the number of epochs you train), or give start_epoch= and momentum= (the "
+                             "paper: 60 and 0.9 of 200 epochs)")
         if not self.auto_momentum and not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
             raise ValueError(f"SAT momentum must lie in [0, 1) or be 'auto', got {momentum!r}")
         if not auto_start and not (isinstance(start_epoch, int) and start_epoch >= 0):
@@ -136,16 +139,30 @@ class SelfAdaptiveTraining(nn.Module):
                 epoch: int, *, update_from: torch.Tensor | None = None) -> torch.Tensor:
         """The loss on ``logits``; the targets move towards ``softmax(update_from)`` where given
         (e.g. clean predictions while the loss is on adversarial examples), else ``softmax(logits)``."""
+        classes = self.store.values.shape[1]
+        if logits.dim() != 2 or logits.shape[1] != classes:
+            raise SelfAdaptError(f"SAT was built for {classes} classes, but the logits have shape "
+                                 f"{tuple(logits.shape)}: the model must output one logit per class")
+        self._check_index(index)
         try:
             return self._loss(logits.float(), targets, index, epoch, update_from)
         except IndexError:  # a gather out of the table (the CPU raises it; checking first would wait on a GPU)
-            outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
-            if not outside:
-                raise
-            raise SelfAdaptError(
-                f"dataset index {outside[0]} is outside the target table of {len(self.given_labels)} samples "
-                f"(indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
-                "e.g. with selfadapt.IndexedDataset(dataset)") from None
+            raise self._outside(index) from None
+
+    def _check_index(self, index: torch.Tensor) -> None:
+        """A negative index would silently read another sample's target: refuse it, without waiting
+        for the device (on a GPU the assertion fails asynchronously, as a device-side assert)."""
+        try:
+            torch._assert_async((index >= 0).all(), "negative dataset index passed to SelfAdaptiveTraining")
+        except RuntimeError:
+            raise self._outside(index) from None
+
+    def _outside(self, index: torch.Tensor) -> SelfAdaptError:
+        outside = index[(index < 0) | (index >= len(self.given_labels))].tolist()
+        return SelfAdaptError(
+            f"dataset index {outside[0] if outside else '?'} is outside the target table of {len(self.given_labels)} "
+            f"samples (indices 0..{len(self.given_labels) - 1}): pass each sample's position in the training set, "
+            "e.g. with selfadapt.IndexedDataset(dataset)")
 
     def _loss(self, logits, targets, index, epoch, update_from=None):
         if self.auto is not None and epoch > 0:

@@ -11,7 +11,7 @@ confident (abstain first), and hands them to the risk-coverage evaluators throug
 - ``selectivenet``: a selection head g and an auxiliary head h on the shared features (Geifman and
   El-Yaniv, ICML 2019), one model per target coverage, score ``g`` (``1 - g(x)``).
 
-Each also reports ``sr`` (``1 - max softmax`` over the C class logits) and ``entropy`` (of that
+Each also reports ``sr`` (``1 - max softmax`` over the C class logits, exact near 0) and ``entropy`` (of that
 softmax). Objectives without scores of their own (``ce`` and every other method) are scored by
 those two through :func:`predict_with_scores`.
 
@@ -46,12 +46,26 @@ SELECTIVE_EVALUATORS = ("accuracy", "selective-val", "risk-coverage")
 def softmax_scores(class_logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """``sr`` = 1 - max softmax and ``entropy`` of the softmax (nats), per sample; higher = less confident.
 
-    >>> scores = softmax_scores(torch.zeros(1, 4))
-    >>> round(scores["sr"].item(), 4), round(scores["entropy"].item(), 4)
-    (0.75, 1.3863)
+    ``sr`` is computed as ``-expm1(max log_softmax)`` with the max log-softmax taken as
+    ``-log1p(sum_{j != top} exp(z_j - z_top))``: in float32 ``1 - max softmax`` (and torch's
+    ``log_softmax``, which rounds ``1 + eps`` first) is 0 or a multiple of 6e-8 for every
+    confident sample, tying thousands of test scores; this keeps their ranking (to ``eps`` ~ 1e-38).
+
+    >>> scores = softmax_scores(torch.tensor([[0.0, 0.0, 0.0, 0.0], [30.0, 0.0, 0.0, 0.0]]))
+    >>> [f"{v:.4g}" for v in scores["sr"].tolist()], round(scores["entropy"][0].item(), 4)
+    (['0.75', '2.807e-13'], 1.3863)
     """
-    log_p = F.log_softmax(class_logits.float(), dim=1)
-    return {"sr": 1.0 - log_p.exp().max(dim=1).values, "entropy": softmax_entropy(log_p)}
+    logits = class_logits.float()
+    log_p = F.log_softmax(logits, dim=1)
+    return {"sr": softmax_response(logits), "entropy": softmax_entropy(log_p)}
+
+
+def softmax_response(logits: torch.Tensor) -> torch.Tensor:
+    """``1 - max softmax`` per row, exact near 0: ``-expm1(-log1p(eps))`` with ``eps`` the sum of
+    ``exp(z_j - z_top)`` over every class but one top class (a tie for the top adds ``exp(0) = 1``)."""
+    top = logits.argmax(dim=1, keepdim=True)
+    rest = (logits - logits.gather(1, top)).exp().scatter(1, top, 0.0).sum(dim=1)
+    return -torch.expm1(-torch.log1p(rest)) + 0.0      # + 0.0: -0.0 -> 0.0
 
 
 def softmax_entropy(log_p: torch.Tensor) -> torch.Tensor:
@@ -251,10 +265,10 @@ class SelectiveNet(Objective):
         self.auxiliary = nn.Linear(width, num_classes)
 
     def heads(self, model: nn.Module, x: torch.Tensor):
-        """``(f logits, g in (0, 1), h logits)`` from one pass through the shared features."""
+        """``(f logits, selection logit s, h logits)`` from one pass through the shared features;
+        ``g = sigmoid(s)``."""
         features = model.features(x)
-        g = torch.sigmoid(self.selector(features).float())[:, 0]
-        return model.head(features).float(), g, self.auxiliary(features).float()
+        return model.head(features).float(), self.selector(features).float()[:, 0], self.auxiliary(features).float()
 
     def loss(self, f: torch.Tensor, g: torch.Tensor, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         per_sample = F.cross_entropy(f, y, reduction="none")
@@ -263,13 +277,14 @@ class SelectiveNet(Objective):
         return self.alpha * (selective_risk + penalty) + (1.0 - self.alpha) * F.cross_entropy(h, y)
 
     def training_step(self, model, batch, epoch):
-        f, g, h = self.heads(model, batch.x)
+        f, s, h = self.heads(model, batch.x)
+        g = torch.sigmoid(s)
         return StepOutput(self.loss(f, g, h, batch.y), f, {"selector_mean": g.mean().detach()})
 
     def predict_with_scores(self, model, x):
-        f, g, _ = self.heads(model, x)
+        f, s, _ = self.heads(model, x)
         scores = softmax_scores(f)
-        scores["g"] = 1.0 - g
+        scores["g"] = torch.sigmoid(-s)            # 1 - g, without float32's rounding of g near 1
         return f, scores
 
 
@@ -309,11 +324,13 @@ class SelectiveNetOptions:
 
 
 def _sat_pretraining_ends(options, config):
-    return start_epoch_before_end(options.sat_pretrain_epochs, config.engine.epochs, "selective SAT")
+    return start_epoch_before_end(options.sat_pretrain_epochs, config.engine.epochs, "selective SAT",
+                                  "--sat-pretrain-epochs")
 
 
 def _gamblers_pretraining_ends(options, config):
-    return start_epoch_before_end(options.gamblers_pretrain_epochs, config.engine.epochs, "the Deep Gamblers loss")
+    return start_epoch_before_end(options.gamblers_pretrain_epochs, config.engine.epochs, "the Deep Gamblers loss",
+                                  "--gamblers-pretrain-epochs")
 
 
 def _build_sat(ctx, o, entropy_weight=0.0, primary_score="abstain"):

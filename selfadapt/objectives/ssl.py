@@ -314,8 +314,9 @@ class RotationPrediction(_TwoViewObjective):
 
 @dataclass
 class ViewOptions:
-    ssl_views: str = setting("byol", "augmentation recipe of the two self-supervised views (byol: solarise "
-                                     "view 2; simclr: symmetric)", choices=ssl_augmentation_names)
+    ssl_views: str = setting("byol", "augmentation recipe of the two self-supervised views, solo-learn's CIFAR "
+                                     "ones (byol: asymmetric, solarise view 2; simclr: symmetric, stronger "
+                                     "colour jitter and a Gaussian blur)", choices=ssl_augmentation_names)
 
 
 @dataclass

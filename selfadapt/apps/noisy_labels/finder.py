@@ -19,6 +19,7 @@ from selfadapt.apps.noisy_labels.listing import frequent_pairs, write_label_issu
 from selfadapt.apps.noisy_labels.tiles import plot_label_issues
 from selfadapt.config.flags import add_run_flags, flag, run_config_from
 from selfadapt.config.run import RunConfig
+from selfadapt.engine.loggers import Loggers
 from selfadapt.engine.rundir import write_json
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import resolve_device, train_run
@@ -58,16 +59,21 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     picture = plot_label_issues(data.images, listed, classes, out / "label_issues.png", files=train.files) \
         if images else None
 
-    warnings = trust_warnings(result.objective.loss, summary, data.labels)
+    start = getattr(result.objective.loss, "auto", None)
+    bound = None if start is None or start.best_accuracy < 0 else 1.0 - start.best_accuracy
+    warnings = trust_warnings(result.objective.loss, summary, data.labels, flagged, classes, bound)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
                    label_issues_flagged=len(flagged.index), label_scores_file="label_scores.csv",
-                   label_issues_warnings=warnings)
-    start = getattr(result.objective.loss, "auto", None)
+                   label_issues_warnings=warnings, label_error_share_bound=bound)
     if start is not None:
         summary["sat_start_reason"] = start.describe()
     if data.truth_known:
         summary["label_ranking"] = ranking_quality(scores, data.label_errors, top or int(data.label_errors.sum()))
     write_json(out / "summary.json", summary)
+    if config.engine.logger:  # the run's tracker runs get the tiles and the list
+        with Loggers(config.engine.logger, out, out.name) as log:
+            log.log_images(out, "label_issues.png")
+            log.log_table(out / "label_issues.csv")
 
     print(f"{len(flagged.index)} suspected label errors of {len(given)} training samples "
           f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
@@ -75,6 +81,9 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     print(f"every sample's score -> {out / 'label_scores.csv'}" + (f"; tiles -> {picture}" if picture else ""))
     if start is not None:
         print(summary["sat_start_reason"])
+    if bound is not None:
+        print(f"the model disagrees with {bound:.1%} of the held-out given labels, so at most about that share of "
+              f"labels is wrong; flagged: {len(flagged.index) / len(given):.1%}")
     pairs = frequent_pairs(flagged, classes)
     if pairs:
         print("most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({n})" for g, s, n in pairs))
@@ -129,21 +138,46 @@ def _at_least(value, bound: int) -> bool:
         return False
 
 
-def trust_warnings(sat, summary: dict, labels) -> list[str]:
-    """Why the flags may be junk: the model never beat predicting the most common label, or the
-    targets had too few updates to move (``objectives.sat.too_few_updates``)."""
+def trust_warnings(sat, summary: dict, labels, flagged, classes: list[str], bound: float | None) -> list[str]:
+    """Why the flags may be junk: the model never beat predicting the most common label; the targets
+    had too few updates to move (``objectives.sat.too_few_updates``); the model disagrees with most
+    held-out labels, or more is flagged than the held-out disagreement ``bound`` allows; most of a
+    class is flagged."""
     warnings = []
-    accuracy = summary.get("final_train_accuracy_given")
     labelled = labels[labels >= 0]
+    accuracy = summary.get("final_train_accuracy_given")
     majority = float(labelled.bincount().max()) / max(len(labelled), 1)
     if accuracy is not None and accuracy < majority + 0.05:
         warnings.append(f"the model never fitted the data (training accuracy {accuracy:.3f}, predicting the most "
-                        f"common label gives {majority:.3f}): the flags are not trustworthy; train longer, use a "
-                        "smaller model or a larger learning rate")
+                        f"common label gives {majority:.3f}): the flags are not trustworthy; {HELP}")
     problem = too_few_updates(sat.start_epoch, sat.updates, sat.momentum)
     if problem:
         warnings.append(problem)
+    share = len(flagged.index) / max(len(labelled), 1)
+    if bound is not None and bound > 0.5:
+        warnings.append(f"the model agrees with only {1 - bound:.1%} of the held-out given labels: either most labels "
+                        f"are wrong or the model has not learnt the task, and its {share:.1%} flags mostly reflect "
+                        f"its own errors; {HELP}")
+    elif bound is not None and share > bound + 0.05:
+        warnings.append(f"{share:.1%} of the labels are flagged, but the model disagrees with only {bound:.1%} of the "
+                        f"held-out given labels: more is flagged than the evidence allows; {HELP}")
+    warnings += _classes_mostly_flagged(labelled, flagged, classes)
     return warnings
+
+
+HELP = ("a pretrained backbone (--model hf:...), more epochs or a larger model would help; review the top of "
+        "label_scores.csv rather than every flag")
+
+
+def _classes_mostly_flagged(labels, flagged, classes: list[str]) -> list[str]:
+    """A warning naming the classes of which more than half the samples are flagged."""
+    counts = labels.bincount(minlength=len(classes)).cpu()
+    hit = flagged.given_label.cpu().bincount(minlength=len(classes))
+    mostly = [(classes[c], int(hit[c]), int(counts[c])) for c in range(len(classes)) if counts[c] and hit[c] > counts[c] / 2]
+    if not mostly:
+        return []
+    listed = ", ".join(f"{name} ({k} of {n})" for name, k, n in mostly[:5])
+    return [f"most samples of class(es) {listed} are flagged: the model may not have learnt those classes; {HELP}"]
 
 
 DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "

@@ -144,7 +144,7 @@ def _load_cifar100(root: Path, options: LoadOptions) -> Dataset:
 
 
 FORMATS = [
-    DataFormat("cifar10", "CIFAR-10, official python pickles (downloaded if absent)", _load_cifar10),
+    DataFormat("cifar10", "CIFAR-10, official python pickles (downloaded if absent)", _load_cifar10, downloads=True),
     DataFormat("cifar100", "CIFAR-100, official python pickles, fine and coarse labels (downloaded if absent)",
-               _load_cifar100),
+               _load_cifar100, downloads=True),
 ]

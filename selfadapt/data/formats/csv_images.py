@@ -14,7 +14,8 @@ chosen size. Bad rows are one clear error naming the row (unreadable images can 
 from __future__ import annotations
 
 import csv
-import os
+import sys
+from collections import Counter
 from pathlib import Path
 
 from selfadapt.data.collection import file_source, load_collection
@@ -32,7 +33,7 @@ def load_csv_images(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
                              "expected a CSV with columns path,label")
     file = file.resolve()
     paths, labels = _read_rows(file)
-    classes = _classes(labels)
+    classes = _classes(labels, file)
     index = {c: k for k, c in enumerate(classes)}
     source = file_source(f"csv:{file}", file.parent, paths)
     return load_collection(source, [index[c] for c in labels], len(paths), classes, options, name=f"csv:{path}",
@@ -41,31 +42,66 @@ def load_csv_images(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
 
 def _read_rows(file: Path) -> tuple[list[str], list[str]]:
     with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= {n.strip() for n in reader.fieldnames}:
-            raise SelfAdaptError(f"{file}: the header must name columns path and label, got {reader.fieldnames}")
-        paths, labels, seen = [], [], {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-            where = f"{file} line {line}"
-            if not row["path"] or not row["label"]:
-                raise SelfAdaptError(f"{where}: empty path or label")
-            if row["path"] in seen:
-                raise SelfAdaptError(f"{where}: {row['path']} is listed twice (first on line {seen[row['path']]})")
-            if not os.path.isfile(os.path.join(file.parent, row["path"])):
-                raise SelfAdaptError(f"{where}: image file {row['path']} does not exist (paths are relative to "
-                                     f"{file.parent})")
-            seen[row["path"]] = line
-            paths.append(row["path"])
-            labels.append(row["label"])
+        try:
+            text = f.read()
+        except UnicodeDecodeError as e:
+            raise SelfAdaptError(f"{file} is not UTF-8 text ({_where_undecodable(file, e)}); save it as UTF-8") from None
+    reader = csv.DictReader(text.splitlines(), restkey=_EXTRA)
+    header = [n.strip() for n in reader.fieldnames or []]
+    if not {"path", "label"} <= set(header):
+        raise SelfAdaptError(f"{file}: the header must name columns path and label, got {reader.fieldnames}")
+    unused = [n for n in header if n not in ("path", "label")]
+    if unused:
+        warn(f"{file}: column(s) {', '.join(unused)} are not read (only path and label are)")
+    paths, labels, seen = [], [], {}
+    for line, row in enumerate(reader, start=2):
+        path, label = _row(file, line, row, len(header))
+        if path in seen:
+            raise SelfAdaptError(f"{file} line {line}: {path} is listed twice (first on line {seen[path]})")
+        seen[path] = line
+        paths.append(path)
+        labels.append(label)
     if not paths:
         raise SelfAdaptError(f"{file} lists no images")
     return paths, labels
 
 
-def _classes(labels: list[str]) -> list[str]:
-    """Sorted class names; integer labels must be ``0..C-1`` with every class present."""
+_EXTRA = "\0extra"
+
+
+def _row(file: Path, line: int, row: dict, columns: int) -> tuple[str, str]:
+    """One row's path and label, checked: every field filled, no extra field, the image inside the
+    CSV's folder (or given as an absolute path) and present."""
+    where = f"{file} line {line}"
+    if row.get(_EXTRA):
+        raise SelfAdaptError(f"{where} has {columns + len(row[_EXTRA])} fields, the header {columns}")
+    row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None and k != _EXTRA}
+    if not row["path"] or not row["label"]:
+        raise SelfAdaptError(f"{where}: empty path or label")
+    target = Path(row["path"])
+    if not target.is_absolute() and not (file.parent / target).resolve().is_relative_to(file.parent.resolve()):
+        raise SelfAdaptError(f"{where}: {row['path']} points outside the CSV's folder {file.parent}; give an "
+                             "absolute path if you mean a file elsewhere")
+    if not (file.parent / target).is_file():
+        raise SelfAdaptError(f"{where}: image file {row['path']} does not exist (paths are relative to "
+                             f"{file.parent})")
+    return row["path"], row["label"]
+
+
+def _where_undecodable(file: Path, error: UnicodeDecodeError) -> str:
+    data = file.read_bytes()
+    offset = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+    line = data[:offset].count(b"\n") + 1
+    return f"line {line}, byte {offset}: {data[offset:offset + 1]!r}"
+
+
+def _classes(labels: list[str], file: Path) -> list[str]:
+    """Sorted class names; integer labels must be ``0..C-1`` with every class present. One class
+    cannot train; classes that look like typos of one another, or hold very few samples, are said."""
     names = sorted(set(labels))
+    if len(names) < 2:
+        raise SelfAdaptError(f"{file} holds one class only ({names[0]}): there is nothing to tell apart")
+    _say_suspicious_classes(labels, names, file)
     if not all(label.lstrip("-").isdigit() for label in names):
         return names
     numbers = sorted(int(label) for label in names)
@@ -76,6 +112,31 @@ def _classes(labels: list[str]) -> list[str]:
         raise SelfAdaptError(f"integer labels must name classes 0..{numbers[-1]}, but class(es) "
                              f"{', '.join(map(str, missing[:10]))} have no sample in the training data")
     return [str(n) for n in range(numbers[-1] + 1)]
+
+
+def _say_suspicious_classes(labels: list[str], names: list[str], file: Path) -> None:
+    counts = Counter(labels)
+    folded = {}
+    for name in names:
+        folded.setdefault("".join(name.lower().split()), []).append(name)
+    for group in (g for g in folded.values() if len(g) > 1):
+        warn(f"{file}: classes {', '.join(repr(n) for n in group)} differ only in case or spacing "
+             f"({', '.join(str(counts[n]) for n in group)} samples): a typo makes them separate classes")
+    numeric = [n for n in names if n.lstrip("-").isdigit()]
+    if numeric and len(numeric) < len(names):
+        warn(f"{file}: labels mix numbers ({', '.join(numeric[:5])}) and names: each is a class of its own")
+    rare = [n for n in names if counts[n] < RARE_CLASS]
+    if rare:
+        warn(f"{file}: class(es) {', '.join(f'{n!r} ({counts[n]})' for n in rare[:10])} have fewer than "
+             f"{RARE_CLASS} samples: too few to learn, and their labels cannot be judged")
+
+
+def warn(message: str) -> None:
+    print(f"selfadapt: warning: {message}", file=sys.stderr)
+
+
+# A class with fewer samples than this is said (its labels cannot be judged against the others).
+RARE_CLASS = 5
 
 
 FORMATS = [DataFormat("csv", "image files listed in a CSV with columns path,label", load_csv_images,

@@ -27,16 +27,11 @@ from selfadapt.errors import SelfAdaptError
 
 def load_features(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
     """The ``.npz`` at ``path`` as a :class:`~selfadapt.data.types.Dataset` (module docstring)."""
-
     file = Path(path).expanduser()
     if not file.is_file():
         raise SelfAdaptError(f"features file {file} {'is a folder' if file.exists() else 'does not exist'}; "
                              "expected an .npz with arrays X and y")
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise SelfAdaptError(f"cannot read {file} as an .npz of arrays (no pickled objects): {e}") from None
+    arrays = _read_npz(file)
     missing = [name for name in ("X", "y") if name not in arrays]
     if missing:
         raise SelfAdaptError(f"{file} lacks array(s) {', '.join(missing)}; it has {', '.join(arrays) or 'none'}")
@@ -65,6 +60,20 @@ def load_features(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
                    tuple(x.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
 
 
+def _read_npz(file: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickled objects); anything else is one clear error."""
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = "it is empty" if file.stat().st_size == 0 else str(e) or type(e).__name__
+        raise SelfAdaptError(f"cannot read {file} as an .npz of arrays (no pickled objects): {reason}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise SelfAdaptError(f"{file} holds a single array ({loaded.dtype} {loaded.shape}), not an .npz with arrays "
+                             "X and y: save them with numpy.savez(path, X=..., y=...)")
+    with loaded as npz:
+        return {name: npz[name] for name in npz.files}
+
+
 def _vectors(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise SelfAdaptError(f"{where} must be a 2-d array of real numbers (N x D), got {x.dtype} {x.shape}")
@@ -72,6 +81,10 @@ def _vectors(x: np.ndarray, where: str) -> np.ndarray:
     if bad.any():
         raise SelfAdaptError(f"{where} row {int(np.argmax(bad))} holds NaN or infinite values "
                              f"({int(bad.sum())} such row(s))")
+    huge = (np.abs(x) > np.finfo(np.float32).max).any(axis=1)
+    if huge.any():
+        raise SelfAdaptError(f"{where} row {int(np.argmax(huge))} holds values beyond float32's range "
+                             f"(|x| > {np.finfo(np.float32).max:.3g}; {int(huge.sum())} such row(s)): rescale them")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -6,6 +6,7 @@ and, for Fashion-MNIST, ``/usr/share/datasets/fashion-mnist`` (Debian's ``datase
 from __future__ import annotations
 
 import gzip
+import sys
 import zlib
 from pathlib import Path
 
@@ -46,8 +47,12 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
-def _load_idx_dataset(name: str, classes: list[str], candidates: list[Path], root: Path) -> Dataset:
+def _load_idx_dataset(name: str, classes: list[str], candidates: list[Path], root: Path,
+                      options: LoadOptions) -> Dataset:
     folder = first_dir_with(candidates, _IDX_FILES, name, f"{root / name}/ (gzipped or not)")
+    if options.data_dir_given and folder == DEBIAN_FASHION_MNIST:
+        print(f"selfadapt: note: {name} is not in --data-dir {root}; read the system's copy in {folder}",
+              file=sys.stderr)
 
     def read(stem, ndim):
         path = folder / stem if (folder / stem).is_file() else folder / f"{stem}.gz"
@@ -65,12 +70,12 @@ def _load_idx_dataset(name: str, classes: list[str], candidates: list[Path], roo
 
 
 def _load_mnist(root: Path, options: LoadOptions) -> Dataset:
-    return _load_idx_dataset("mnist", DIGIT_CLASSES, [root / "mnist", root / "MNIST" / "raw", root], root)
+    return _load_idx_dataset("mnist", DIGIT_CLASSES, [root / "mnist", root / "MNIST" / "raw", root], root, options)
 
 
 def _load_fashion_mnist(root: Path, options: LoadOptions) -> Dataset:
     candidates = [root / "fashion-mnist", root / "FashionMNIST" / "raw", root, DEBIAN_FASHION_MNIST]
-    return _load_idx_dataset("fashion-mnist", FASHION_CLASSES, candidates, root)
+    return _load_idx_dataset("fashion-mnist", FASHION_CLASSES, candidates, root, options)
 
 
 FORMATS = [
