@@ -33,7 +33,7 @@ def load_csv_images(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
                              "expected a CSV with columns path,label")
     file = file.resolve()
     paths, labels = _read_rows(file)
-    classes = _classes(labels, file)
+    classes = class_names(labels, file)
     index = {c: k for k, c in enumerate(classes)}
     source = file_source(f"csv:{file}", file.parent, paths)
     return load_collection(source, [index[c] for c in labels], len(paths), classes, options, name=f"csv:{path}",
@@ -95,7 +95,7 @@ def _where_undecodable(file: Path, error: UnicodeDecodeError) -> str:
     return f"line {line}, byte {offset}: {data[offset:offset + 1]!r}"
 
 
-def _classes(labels: list[str], file: Path) -> list[str]:
+def class_names(labels: list[str], file: Path | str) -> list[str]:
     """Sorted class names; integer labels must be ``0..C-1`` with every class present. One class
     cannot train; classes that look like typos of one another, or hold very few samples, are said."""
     names = sorted(set(labels))
@@ -114,7 +114,7 @@ def _classes(labels: list[str], file: Path) -> list[str]:
     return [str(n) for n in range(numbers[-1] + 1)]
 
 
-def _say_suspicious_classes(labels: list[str], names: list[str], file: Path) -> None:
+def _say_suspicious_classes(labels: list[str], names: list[str], file: Path | str) -> None:
     counts = Counter(labels)
     folded = {}
     for name in names:

@@ -22,6 +22,7 @@ import numpy as np
 
 from selfadapt.data.cache import Source
 from selfadapt.data.collection import load_collection
+from selfadapt.data.formats.csv_images import class_names
 from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
 
@@ -131,12 +132,10 @@ def _labels(datasets, parts: list, column: str, name: str) -> tuple[list[str], n
     values = [v for p in parts for v in p[column]]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names), np.asarray(values, dtype=np.int64)
-    from selfadapt.data.formats.csv_images import _classes
-
     if any(v is None for v in values):
         raise SelfAdaptError(f"hf:{name}: column {column!r} has empty labels")
     texts = [str(v) for v in values]
-    classes = _classes(sorted(set(texts[:len(parts[0])])))
+    classes = class_names(texts[:len(parts[0])], f"hf:{name}")
     index = {c: k for k, c in enumerate(classes)}
     unknown = sorted(set(texts) - set(index))
     if unknown:
