@@ -73,8 +73,8 @@ def trained_backbone(out: Path, cifar: Path, init: Path, epochs: int) -> Path:
     run([sys.executable, "-m", "selfadapt", "train", "--model", f"hf:{init}", "--dataset", f"imagefolder:{cifar / 'test'}",
          "--method", "ce", "--epochs", str(epochs), "--batch-size", "128", "--lr", "0.05", "--backbone-lr-scale", "1",
          "--augment", "crop-flip", "--device", "cpu", "--no-progress", "--out", str(out / "extractor-run")])
-    from selfadapt.models import build_model
     from selfadapt.engine.rundir import load_checkpoint
+    from selfadapt.models import build_model
 
     model = build_model(f"hf:{init}", num_classes=10)
     model.load_state_dict(load_checkpoint(out / "extractor-run")["model"])

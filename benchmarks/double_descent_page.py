@@ -23,7 +23,6 @@ from pathlib import Path
 
 from selfadapt.apps.double_descent import (
     TEST,
-    TRAIN,
     TRAIN_AXIS,
     TRAIN_WHAT,
     clear_peak,

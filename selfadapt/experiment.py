@@ -20,13 +20,15 @@ from selfadapt.config.provenance import provenance
 from selfadapt.config.run import RunConfig
 from selfadapt.data.augment import Augment
 from selfadapt.data.corruption import INPUT_CORRUPTIONS, corrupt
+from selfadapt.data.diskimages import take
 from selfadapt.data.files import default_data_dir
 from selfadapt.data.human_labels import find_human_labels_file, load_human_labels
 from selfadapt.data.label_overrides import read_label_overrides
 from selfadapt.data.loader import DeviceLoader
 from selfadapt.data.registry import load_dataset, load_unlabeled_split
 from selfadapt.data.splits import class_balanced_subset
-from selfadapt.data.types import Dataset, ImageSet
+from selfadapt.data.stream import make_loader
+from selfadapt.data.types import Dataset, ImageSet, LoadOptions
 from selfadapt.engine.loggers import check_available
 from selfadapt.engine.rundir import RunDir, load_checkpoint
 from selfadapt.engine.trainer import Trainer
@@ -35,6 +37,8 @@ from selfadapt.evaluators.base import EvalData, Evaluator
 from selfadapt.evaluators.registry import build_evaluators, resolve_evaluator_options
 from selfadapt.frozen_backbone import freeze_backbone, head_model
 from selfadapt.models import build_model, model_width
+from selfadapt.models.registry import has_stem
+from selfadapt.models.resnet import resolve_stem
 from selfadapt.objectives.base import Objective
 from selfadapt.objectives.method import Method, MethodContext
 from selfadapt.objectives.registry import get_method
@@ -68,7 +72,7 @@ class Split:
     rows: torch.Tensor
 
     def select(self, rows: torch.Tensor) -> Split:
-        return Split(self.images[rows], self.labels[rows], self.clean_labels[rows], self.rows[rows])
+        return Split(take(self.images, rows), self.labels[rows], self.clean_labels[rows], self.rows[rows])
 
 
 @dataclass
@@ -124,9 +128,18 @@ def prepare_data(config: RunConfig, *, verbose: bool = True) -> PreparedData:
     return prepared
 
 
+def load_options(config: RunConfig, *, verbose: bool) -> LoadOptions:
+    """How ``config`` reads its data set (image collections: size, cache, streaming, columns, and the
+    model and device an automatic image size is chosen for)."""
+    data = config.data
+    return LoadOptions(skip_unreadable=data.skip_unreadable, image_size=data.image_size, cache_dir=data.cache_dir,
+                       stream=data.stream, image_column=data.image_column, label_column=data.label_column,
+                       model=config.model.model, device=resolve_device(config.engine.device), verbose=verbose)
+
+
 def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     data = config.data
-    dataset = load_dataset(data.dataset, data.data_dir, skip_unreadable=data.skip_unreadable)
+    dataset = load_dataset(data.dataset, data.data_dir, options=load_options(config, verbose=verbose))
     overrides = read_label_overrides(data.labels_from, dataset) if data.labels_from else None
     for flag, wanted, split in (("--subset", data.subset, dataset.train), ("--test-subset", data.test_subset,
                                                                              dataset.test)):
@@ -175,7 +188,8 @@ def model_factory(config: RunConfig, dataset: Dataset, method: Method):
     def build():
         return build_model(head_model(config), num_classes=method.outputs(dataset.num_classes),
                            in_channels=dataset.in_channels, image_size=dataset.image_size, mean=dataset.mean,
-                           std=dataset.std, width=config.model.width, dropout=config.model.dropout)
+                           std=dataset.std, width=config.model.width, dropout=config.model.dropout,
+                           stem=config.model.stem)
     return build
 
 
@@ -211,6 +225,10 @@ def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunPar
     torch.manual_seed(config.model.seed)
     factory = model_factory(config, data.dataset, method)
     model = factory()
+    if verbose and has_stem(config.model.model):
+        stem = resolve_stem(config.model.stem, data.dataset.image_size)
+        print(f"{config.model.model} with the {stem} stem ({data.dataset.image_size} px images"
+              + ("; --stem to choose)" if config.model.stem == "auto" else ")"))
     objective = method.build(MethodContext(
         labels=data.training_labels, num_classes=data.dataset.num_classes, epochs=config.engine.epochs, model=model,
         model_factory=factory, label_error_rate=data.label_error_rate, seed=config.data_seed,
@@ -218,15 +236,14 @@ def build_run(config: RunConfig, *, device: str, verbose: bool = True) -> RunPar
         method.parse(config.method.options))
     channels_last = device.startswith("cuda") and config.engine.channels_last
     augment = method.view_augmentations(config, data.dataset) or Augment(config.data.augment)
-    train_loader = DeviceLoader(data.training_images, data.training_labels, batch_size=config.data.batch_size,
-                                shuffle=True,
-                                seed=config.data_seed, augment=augment, views=method.views,
-                                device=device, channels_last=channels_last,
-                                shard=(distributed.rank(), distributed.world_size()))
+    train_loader = make_loader(data.training_images, data.training_labels, batch_size=config.data.batch_size,
+                               shuffle=True, seed=config.data_seed, augment=augment, views=method.views,
+                               device=device, channels_last=channels_last,
+                               shard=(distributed.rank(), distributed.world_size()))
     eval_batch = config.engine.eval_batch_size
     test = data.dataset.test
     def loader(images, labels):
-        return DeviceLoader(images, labels, batch_size=eval_batch, device=device, channels_last=channels_last)
+        return make_loader(images, labels, batch_size=eval_batch, device=device, channels_last=channels_last)
     eval_data = EvalData(
         test=loader(test.images, test.labels), train=loader(data.images, data.labels),
         clean_labels=data.clean_labels if data.truth_known else None,

@@ -27,7 +27,6 @@ import torch
 from selfadapt import distributed
 from selfadapt.errors import SelfAdaptError
 
-
 EMBED_BATCH_SIZE = 64  # images per backbone forward pass while features are computed
 
 

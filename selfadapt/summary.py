@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfadapt.label_errors import label_issue_scores, suspected_label_errors
 from selfadapt.engine.rundir import atomic_write
+from selfadapt.label_errors import label_issue_scores, suspected_label_errors
 from selfadapt.targets import find_target_stores, label_distribution_store
 
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
@@ -493,15 +494,15 @@ def test_stl10_truncated_and_missing(tmp_path):
 
 def test_imagefolder_without_train_folder_grayscale_and_resized(tmp_path):
     save_image(tmp_path / "b" / "x.png", np.full((6, 4), 200, np.uint8))
-    save_image(tmp_path / "a" / "z.png", np.full((12, 8), 10, np.uint8))  # resized to the first one's 6x4
+    save_image(tmp_path / "a" / "z.png", np.full((12, 8), 10, np.uint8))  # shorter sides 4, 8, 4: median 4
     save_image(tmp_path / "a" / "sub" / "y.png", np.full((6, 4), 90, np.uint8))
     (tmp_path / "a" / "notes.txt").write_text("not an image")
     data = load_dataset(f"imagefolder:{tmp_path}")
     assert data.classes == ["a", "b"] and data.in_channels == 1 and len(data.test) == 0
-    assert data.train.images.shape == (3, 1, 6, 4)
+    assert data.train.images.shape == (3, 1, 4, 4)  # centre squares at the median shorter side
     assert data.train.files == ["a/sub/y.png", "a/z.png", "b/x.png"]
     assert data.train.images[:, 0, 0, 0].tolist() == [90, 10, 200] and data.train.labels.tolist() == [0, 0, 1]
-    assert data.test.images.shape == (0, 1, 6, 4)
+    assert data.test.images.shape == (0, 1, 4, 4)
 
 
 def test_imagefolder_rgb_with_val_split(tmp_path):
@@ -546,8 +547,9 @@ def test_imagefolder_errors(tmp_path):
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(SelfAdaptError, match="choose one of cifar10, cifar100, digits, fashion-mnist, mnist, stl10, svhn, csv:FILE, features:FILE.npz, "
-                       "imagefolder:PATH"):
+    with pytest.raises(SelfAdaptError, match=re.escape("choose one of cifar10, cifar100, digits, fashion-mnist, mnist, "
+                                                       "stl10, svhn, csv:FILE, features:FILE.npz, "
+                                                       "hf:PATH_OR_NAME[:SPLIT], imagefolder:PATH")):
         load_dataset("imagenet")
 
 

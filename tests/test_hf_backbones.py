@@ -1,7 +1,6 @@
 """Pretrained Hugging Face backbones (--model hf:...), selfadapt embed and --freeze-backbone, on tiny
 models of every family saved with save_pretrained in the test (the real loading code, no download)."""
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -274,8 +273,9 @@ def test_embed_refuses_what_it_cannot_embed_before_writing(models, tmp_path):
                            (["--model", f"hf:{models['vit']}", "--out", str(tmp_path / "x.csv")], "must end in .npz")):
         args = ["--dataset", "digits", "--out", str(tmp_path / "x.npz"), *flags]
         with pytest.raises(SelfAdaptError, match=message):
-            from selfadapt.apps import embed
             import argparse
+
+            from selfadapt.apps import embed
             parser = argparse.ArgumentParser()
             embed.add_arguments(parser)
             embed.run(parser.parse_args(args))

@@ -16,7 +16,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-NAMES = ["resnet18", "resnet34", "preact-resnet18", "wrn-28-10", "wrn-34-10", "vgg16-bn", "cnn", "mlp", "linear"]
+NAMES = ["resnet18", "resnet34", "resnet50", "preact-resnet18", "wrn-28-10", "wrn-34-10", "vgg16-bn", "cnn", "mlp", "linear"]
 
 
 def test_registry_lists_every_model():
@@ -148,7 +148,7 @@ def test_dropout_is_honoured():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_default_dropout_per_model(name):
-    expected = {"vgg16-bn": 0.5, "resnet18": None, "resnet34": None, "preact-resnet18": None,
+    expected = {"vgg16-bn": 0.5, "resnet18": None, "resnet34": None, "resnet50": None, "preact-resnet18": None,
                 "linear": None}.get(name, 0.0)
     assert MODELS[name].dropout == expected
     model = build_model(name, num_classes=3, image_size=8, width=small_width(name))
@@ -161,8 +161,8 @@ def test_default_dropout_per_model(name):
 
 
 def test_unknown_name_and_bad_arguments_raise():
-    with pytest.raises(SelfAdaptError, match="resnet18, resnet34, preact-resnet18"):
-        build_model("resnet50", num_classes=10)
+    with pytest.raises(SelfAdaptError, match="resnet18, resnet34, resnet50, preact-resnet18"):
+        build_model("resnet101", num_classes=10)
     with pytest.raises(SelfAdaptError, match="one value per channel"):
         build_model("cnn", num_classes=10, in_channels=1, mean=[0.5, 0.5, 0.5])
     with pytest.raises(SelfAdaptError, match="one value per channel"):

@@ -10,10 +10,10 @@ from selfadapt.apps.review.app import ReviewApp
 from selfadapt.apps.review.apply import apply_review
 from selfadapt.apps.review.suspects import load_run
 from selfadapt.cli import main
-from selfadapt.data.registry import load_dataset
-from selfadapt.data.label_overrides import read_label_overrides
-from selfadapt.experiment import prepare_data
 from selfadapt.config.run import RunConfig
+from selfadapt.data.label_overrides import read_label_overrides
+from selfadapt.data.registry import load_dataset
+from selfadapt.experiment import prepare_data
 
 
 def review_all(folder, pick=None):

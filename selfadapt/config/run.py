@@ -38,8 +38,10 @@ _OPTION_TABLES = {("method", "options"), ("eval", "options")}
 VECTOR_MODELS = ("linear", "mlp")
 
 # Settings that may differ between invocations of one run: more epochs extend it, and where the
-# data lives, the device, the display and profiling do not change what is computed.
-RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "profile", "dist_timeout", "logger"})
+# data (or its decoded cache) lives, whether it streams from disk, the device, the display and
+# profiling do not change what is computed.
+RESUMABLE = frozenset({"epochs", "device", "progress", "data_dir", "cache_dir", "stream", "profile", "dist_timeout",
+                       "logger"})
 
 
 def declared_settings() -> dict[str, tuple[str, dataclasses.Field]]:

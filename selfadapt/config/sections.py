@@ -44,6 +44,11 @@ def _models() -> list[str]:
     return [*model_names(), "hf:ID_OR_FOLDER"]
 
 
+def _stems() -> list[str]:
+    from selfadapt.models.resnet import STEMS
+    return list(STEMS)
+
+
 def _methods() -> list[str]:
     from selfadapt.objectives.registry import methods
     return sorted(methods())
@@ -73,8 +78,18 @@ class DataSettings:
     augment: str = setting("crop-flip", "training augmentation", choices=_augmentations)
     unlabeled: bool = setting(False, "also train on the data set's unlabeled split (STL-10; labels -1), "
                                      "for self-supervised methods")
-    skip_unreadable: bool = setting(False, "imagefolder: and csv: data: leave out images that cannot be read "
+    skip_unreadable: bool = setting(False, "imagefolder:, csv: and hf: data: leave out images that cannot be read "
                                            "(listed on stderr) instead of stopping")
+    image_size: int | None = setting(None, "imagefolder:, csv: and hf: data: decode every image to S x S (shorter "
+                                           "side to S, centre crop); default: the median shorter side, capped "
+                                           "for the model and device (printed)", check=positive, must="be >= 1")
+    cache_dir: str | None = setting(None, "where decoded images are cached (default $XDG_CACHE_HOME/selfadapt or "
+                                          "~/.cache/selfadapt)")
+    stream: bool = setting(False, "read training batches from the image cache on disk even when the decoded "
+                                  "images would fit in memory (automatic when they do not)")
+    image_column: str | None = setting(None, "hf: data: the column of images (default: the one of type Image)")
+    label_column: str | None = setting(None, "hf: data: the column of labels (default: the ClassLabel one, or "
+                                             "'label')")
     batch_size: int = setting(256, "mini-batch size (the global batch under torchrun)",
                               check=lambda v: 0 < v <= MAX_BATCH, must=f"be > 0 (and at most {MAX_BATCH})")
     data_seed: int | None = setting(None, "seed of the subset, data order and augmentation (default: --seed)")
@@ -106,6 +121,8 @@ class ModelSettings:
     dropout: float | None = setting(None, "dropout probability (model's default: 0.5 for vgg16-bn, else 0)",
                                     check=lambda p: p is None or 0.0 <= p < 1.0, must="lie in [0, 1)")
     seed: int = setting(0, "seed of the model initialisation")
+    stem: str = setting("auto", "ResNet stem: cifar (3x3, full resolution), imagenet (7x7 stride 2 + max-pool) or "
+                                "auto (imagenet from 128 px on; printed)", choices=_stems)
 
 
 @dataclass

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfadapt.data.diskimages import DiskImages
 from selfadapt.data.human_labels import human_noisy_labels
 from selfadapt.data.types import channel_stats
 from selfadapt.errors import SelfAdaptError
@@ -185,7 +186,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
     rng = np.random.default_rng(seed)
     if kind == "none" or (rate == 0 and kind != "human"):
         record = NoiseRecord(kind, 0.0, seed, variant, np.zeros(0, np.int64), y, y.copy())
-        return images, labels.clone().long(), record
+        return _unchanged(images), labels.clone().long(), record
     if kind in INPUT_CORRUPTIONS:
         idx = _choose(rng, n, rate)
         out = images.detach().cpu().clone()
@@ -216,7 +217,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
         idx = np.flatnonzero(new != y).astype(np.int64)
         rate = float(np.mean(new != y)) if n else 0.0
     record = NoiseRecord(kind, float(rate), seed, variant, idx, y, new)
-    return images, torch.from_numpy(new.copy()), record
+    return _unchanged(images), torch.from_numpy(new.copy()), record
 
 
 def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kwargs
@@ -250,7 +251,7 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
     if y.shape != record.original_labels.shape or not np.array_equal(y, record.original_labels):
         raise SelfAdaptError("record does not belong to this data (its original labels differ from these labels)")
     if record.kind not in INPUT_CORRUPTIONS:
-        return images.clone(), torch.from_numpy(record.new_labels.astype(np.int64))
+        return _unchanged(images), torch.from_numpy(record.new_labels.astype(np.int64))
     if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[0] != len(y):
         raise SelfAdaptError("record does not belong to this data (images do not match the labels)")
     rng = np.random.default_rng(record.seed)
@@ -266,6 +267,11 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
     return out, labels.clone().long()
 
 
+def _unchanged(images):
+    """A copy of in-memory images; images on disk are read-only and shared as they are."""
+    return images if isinstance(images, DiskImages) else images.clone()
+
+
 def _validate(images, labels, kind, rate, seed, num_classes) -> tuple[np.ndarray, int]:
     if kind not in CORRUPTIONS:
         raise SelfAdaptError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
@@ -277,7 +283,11 @@ def _validate(images, labels, kind, rate, seed, num_classes) -> tuple[np.ndarray
         raise SelfAdaptError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
         raise SelfAdaptError("labels must be a 1-D integer tensor")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype not in (torch.uint8, torch.float32):
+    if isinstance(images, DiskImages) and kind in INPUT_CORRUPTIONS:
+        raise SelfAdaptError(f"{kind} noise rewrites pixels, which needs the decoded images in memory; they are "
+                             "streamed from the image cache (--stream, or larger than the memory budget)")
+    if not isinstance(images, (torch.Tensor, DiskImages)) or images.dim() != 4 or \
+            images.dtype not in (torch.uint8, torch.float32):
         raise SelfAdaptError("images must be a uint8 tensor of shape (N, C, H, W)")
     if images.dtype != torch.uint8 and kind in INPUT_CORRUPTIONS:
         raise SelfAdaptError(f"{kind} corrupts the pixels of uint8 images; feature vectors take label noise only")

@@ -12,6 +12,7 @@ form names its own path.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def is_dataset_name(name: str) -> bool:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True,
-                 skip_unreadable: bool = False) -> Dataset:
+                 skip_unreadable: bool = False, options: LoadOptions | None = None) -> Dataset:
     """Read data set ``name`` (a name of :func:`dataset_names`, or a prefix form with its path).
 
     Parameters
@@ -76,9 +77,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
         downloaded: the error says which files to put where).
     skip_unreadable : bool
         Image files: leave out images that cannot be read (listed on stderr) instead of raising.
+    options : LoadOptions, optional
+        All of these and the image collections' settings (size, cache folder, streaming, ``hf:``
+        columns); given, it replaces ``download`` and ``skip_unreadable``.
     """
     fmt, path = find_format(name)
-    options = LoadOptions(download=download, skip_unreadable=skip_unreadable, data_dir_given=data_dir is not None)
+    options = options or LoadOptions(download=download, skip_unreadable=skip_unreadable)
+    options = dataclasses.replace(options, data_dir_given=data_dir is not None)
     if path is not None:
         return fmt.load(path, options)
     root = _root(data_dir)

@@ -1,4 +1,5 @@
-"""What a data set is once read: uint8 images (or feature vectors) with labels, in memory.
+"""What a data set is once read: uint8 images (or feature vectors) with labels, in memory (or, for an
+image collection larger than memory, on disk: :class:`~selfadapt.data.diskimages.DiskImages`).
 
 A :class:`Dataset` has a ``train`` and a ``test`` :class:`ImageSet`: ``uint8`` images
 ``(N, C, H, W)``, ``int64`` labels and, per sample, its index in the official split
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from selfadapt.data.diskimages import take
 from selfadapt.errors import SelfAdaptError
 
 
@@ -25,8 +27,9 @@ class ImageSet:
 
     Parameters
     ----------
-    images : torch.Tensor
-        ``uint8``, ``(N, C, H, W)``.
+    images : torch.Tensor or DiskImages
+        ``uint8``, ``(N, C, H, W)``; :class:`~selfadapt.data.diskimages.DiskImages` (read on demand
+        from the image cache) where the decoded set does not fit the memory budget or ``--stream``.
     labels : torch.Tensor
         ``int64``, ``(N,)``.
     source_index : torch.Tensor
@@ -78,7 +81,7 @@ class ImageSet:
         if index.numel() and not (-len(self) <= int(index.min()) and int(index.max()) < len(self)):
             raise SelfAdaptError(f"indices must lie in [0, {len(self)}), got {int(index.min())}..{int(index.max())}")
         files = None if self.files is None else [self.files[i] for i in index.tolist()]
-        return ImageSet(self.images[index], self.labels[index], self.source_index[index], files)
+        return ImageSet(take(self.images, index), self.labels[index], self.source_index[index], files)
 
 
 @dataclass(eq=False, repr=False)
@@ -170,10 +173,22 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
 @dataclass(frozen=True)
 class LoadOptions:
     """How to read a data set, beyond where it is: whether CIFAR may be downloaded, whether image
-    files that cannot be decoded are left out (listed on stderr) instead of stopping."""
+    files that cannot be decoded are left out (listed on stderr) instead of stopping; for image
+    collections (``imagefolder:``, ``csv:``, ``hf:``; :mod:`selfadapt.data.collection`) the size
+    they are decoded to (``None``: chosen for ``model`` on ``device``), the cache folder, whether
+    to stream from it, the ``hf:`` columns, decoding ``workers``, and whether to say what was done."""
 
     download: bool = True
     skip_unreadable: bool = False
+    image_size: int | None = None
+    cache_dir: str | None = None
+    stream: bool = False
+    image_column: str | None = None
+    label_column: str | None = None
+    model: str = "cnn"
+    device: str = "cpu"
+    workers: int | None = None
+    verbose: bool = False
     data_dir_given: bool = False      # the user named the folder (a system copy elsewhere is then said)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from selfadapt.errors import SelfAdaptError
 from selfadapt.models.classifier import Classifier, Normalize
 from selfadapt.models.preact_resnet import PreActResNet
-from selfadapt.models.resnet import ResNet
+from selfadapt.models.resnet import STEMS, ResNet, resolve_stem
 from selfadapt.models.small import CNN, MLP
 from selfadapt.models.vgg import VGG
 from selfadapt.models.wide_resnet import WideResNet
@@ -37,13 +37,17 @@ class ModelSpec:
     width: int | None     # default `width`: base channels, widen factor or hidden units (None: no width)
     dropout: float | None  # default `dropout`; None: the model has none (it accepts only None or 0)
     about: str            # one line for `--help` and error messages
+    stem: bool = False    # takes a stem ("cifar" or "imagenet"; build(..., stem=...))
 
 
 MODELS: dict[str, ModelSpec] = {
-    "resnet18": ModelSpec(lambda c, s, w, p: ResNet((2, 2, 2, 2), in_channels=c, width=w), 64, None,
-                          "CIFAR ResNet-18, base width (64)"),
-    "resnet34": ModelSpec(lambda c, s, w, p: ResNet((3, 4, 6, 3), in_channels=c, width=w), 64, None,
-                          "CIFAR ResNet-34, base width (64)"),
+    "resnet18": ModelSpec(lambda c, s, w, p, stem: ResNet((2, 2, 2, 2), in_channels=c, width=w, stem=stem), 64,
+                          None, "ResNet-18, base width (64), CIFAR or ImageNet stem", stem=True),
+    "resnet34": ModelSpec(lambda c, s, w, p, stem: ResNet((3, 4, 6, 3), in_channels=c, width=w, stem=stem), 64,
+                          None, "ResNet-34, base width (64), CIFAR or ImageNet stem", stem=True),
+    "resnet50": ModelSpec(lambda c, s, w, p, stem: ResNet((3, 4, 6, 3), in_channels=c, width=w, block="bottleneck",
+                                                         stem=stem), 64, None,
+                          "ResNet-50 (bottleneck), base width (64), CIFAR or ImageNet stem", stem=True),
     "preact-resnet18": ModelSpec(lambda c, s, w, p: PreActResNet((2, 2, 2, 2), in_channels=c, width=w), 64, None,
                                  "pre-activation ResNet-18, base width (64)"),
     "wrn-28-10": ModelSpec(lambda c, s, w, p: WideResNet(28, w, in_channels=c, dropout=p), 10, 0.0,
@@ -64,6 +68,15 @@ MODELS: dict[str, ModelSpec] = {
 def model_names() -> list[str]:
     """The names :func:`build_model` accepts, in registry order."""
     return list(MODELS)
+
+
+def has_stem(name: str) -> bool:
+    """Whether model ``name`` takes a stem (``--stem``: the ResNets).
+
+    >>> has_stem("resnet50"), has_stem("cnn")
+    (True, False)
+    """
+    return name in MODELS and MODELS[name].stem
 
 
 def model_width(name: str, width: int | None = None) -> int | None:
@@ -87,12 +100,14 @@ def model_width(name: str, width: int | None = None) -> int | None:
 
 def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                width: int | None = None, dropout: float | None = None) -> Classifier:
+                width: int | None = None, dropout: float | None = None, stem: str = "auto") -> Classifier:
     """A freshly initialised :class:`Classifier` called ``name`` for images in [0, 1].
 
     ``mean``/``std`` (default 0.5 per channel) normalise inside the model; ``width`` and ``dropout``
     default per model (see :data:`MODELS`: dropout 0.5 for ``vgg16-bn``, the reference network, 0
-    elsewhere); ``dropout=0`` turns it off. Bad names or arguments raise :class:`SelfAdaptError`.
+    elsewhere); ``dropout=0`` turns it off; ``stem`` (ResNets: ``cifar``, ``imagenet`` or ``auto``,
+    by image size, :func:`~selfadapt.models.resnet.resolve_stem`). Bad names or arguments raise
+    :class:`SelfAdaptError`.
 
     >>> build_model("vgg16-bn", num_classes=10, width=8).backbone.features[-1].p
     0.5
@@ -122,5 +137,8 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, image_size
     if dropout and spec.dropout is None:
         with_dropout = ", ".join(n for n, s in MODELS.items() if s.dropout is not None)
         raise SelfAdaptError(f"model {name!r} has no dropout option; models with dropout: {with_dropout}")
-    backbone = spec.build(int(in_channels), int(image_size), None if width is None else int(width), dropout)
+    if stem not in STEMS:
+        raise SelfAdaptError(f"unknown stem {stem!r}; choose from {', '.join(STEMS)}")
+    args = (int(in_channels), int(image_size), None if width is None else int(width), dropout)
+    backbone = spec.build(*args, stem=resolve_stem(stem, int(image_size))) if spec.stem else spec.build(*args)
     return Classifier(Normalize(mean, std), backbone, int(num_classes))

@@ -67,7 +67,8 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     save_rows(out / "pred_probs.npy", targets, order=ranked.index, normalise=True)  # cleanlab's input, same rows
     pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
     images = pictures.dtype == torch.uint8  # feature vectors have no picture
-    picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png") if images else None
+    picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png", files=train.files) \
+        if images else None
 
     start = getattr(result.objective.loss, "auto", None)
     bound = None if start is None or start.best_accuracy < 0 else 1.0 - start.best_accuracy
@@ -113,29 +114,50 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
 CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
 
 
-def finder_defaults(dataset: str | None, device: str | None, model: str | None = None) -> dict:
+COLLECTIONS = ("imagefolder:", "csv:", "hf:")  # users' image collections, decoded at a chosen size
+RRC_FROM = 96  # px: from here on the finder augments collections with random-resized crops, not 4 px shifts
+
+
+def finder_defaults(dataset: str | None, device: str | None, model: str | None = None,
+                    image_size: int | str | None = None) -> dict:
     """The settings ``find-label-issues`` uses unless flags say otherwise (``train``'s are the paper's
-    GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU,
+    GPU protocol, ResNet-34 for 200 epochs): :data:`CPU_DEFAULTS` where training runs on the CPU;
     a linear model without augmentation for feature vectors (a large table's batches and epochs
-    sized by it, :func:`~selfadapt.apps.noisy_labels.tables.table_defaults`), and a pretrained
-    backbone frozen, its features computed once (``--freeze-backbone``, no augmentation).
+    sized by it, :func:`~selfadapt.apps.noisy_labels.tables.table_defaults`); random-resized crops
+    (``rrc-flip``) for image collections at :data:`RRC_FROM` px or more (``--image-size``, or on a
+    GPU, where the automatic size may reach 224 px); and a pretrained backbone frozen, its features
+    computed once (``--freeze-backbone``, no augmentation).
 
     >>> finder_defaults("features:emb.npz", "cpu")
     {'model': 'linear', 'augment': 'none', 'epochs': 30, 'batch_size': 128, 'lr': 0.05}
+    >>> finder_defaults("imagefolder:photos", "cpu", image_size="128")["augment"]
+    'rrc-flip'
     >>> finder_defaults("imagefolder:photos", "cpu", "hf:facebook/dinov2-small")["freeze_backbone"]
     True
     """
     base = RunConfig.from_flat({})
     defaults = {}
-    if (dataset or base.data.dataset).lower().startswith("features:"):
+    name = (dataset or base.data.dataset).lower()
+    on_cpu = resolve_device(device or base.engine.device) == "cpu"
+    if name.startswith("features:"):
         defaults.update(model="linear", augment="none")
         defaults.update(table_defaults(*table_shape(dataset.split(":", 1)[1])))
+    elif name.startswith(COLLECTIONS) and (_at_least(image_size, RRC_FROM) if image_size else not on_cpu):
+        defaults.update(augment="rrc-flip")
     if (model or "").startswith("hf:"):
         defaults.update(freeze_backbone=True, augment="none")
-    if resolve_device(device or base.engine.device) == "cpu":
+    if on_cpu:
         for key, value in CPU_DEFAULTS.items():
             defaults.setdefault(key, value)
     return defaults
+
+
+def _at_least(value, bound: int) -> bool:
+    """Whether a flag's value is a number >= ``bound`` (a bad value is reported when the flags are checked)."""
+    try:
+        return int(value) >= bound
+    except (TypeError, ValueError):
+        return False
 
 
 def trust_warnings(sat, summary: dict, labels, flagged, classes: list[str], bound: float | None) -> list[str]:
@@ -183,7 +205,8 @@ def _classes_mostly_flagged(labels, flagged, classes: list[str]) -> list[str]:
 DESCRIPTION = ("Train once with SAT and list the labels that are probably wrong. Without --preset, the "
                "defaults differ from train's: on a CPU (--device cpu, or auto without a GPU) --model cnn "
                "--epochs 30 --batch-size 128 --lr 0.05; for features: data --model linear --augment none (a table of "
-               "50,000 rows or more: larger batches, Adam, fewer epochs); with --model hf:ID_OR_FOLDER "
+               "50,000 rows or more: larger batches, Adam, fewer epochs); for image collections (imagefolder:, csv:, "
+               "hf:) at --image-size 96 or more, or on a GPU, --augment rrc-flip; with --model hf:ID_OR_FOLDER "
                "--freeze-backbone --augment none. "
                "Flags given override them. SAT's start epoch and momentum are automatic unless given.")
 
@@ -197,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.model)
+    defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.model, args.image_size)
     used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
     if used:
         print("find-label-issues defaults: " + " ".join(f"{flag(k)} {v}" for k, v in used.items()))

@@ -18,9 +18,10 @@ from selfadapt.label_errors import LabelIssues  # noqa: E402
 
 
 def plot_label_issues(images: torch.Tensor, issues: LabelIssues, classes: list[str], path: str | Path, *,
-                      top: int = 25, columns: int = 5) -> Path | None:
-    """Save the first ``top`` of ``issues`` as tiles titled ``given -> suggested (confidence)``;
-    nothing is written (``None``) when there are no issues."""
+                      top: int = 25, columns: int = 5, files: list[str] | None = None) -> Path | None:
+    """Save the first ``top`` of ``issues`` as tiles titled ``given -> suggested (confidence)`` and,
+    with ``files`` (one per training row), the file's path relative to the data root; nothing is
+    written (``None``) when there are no issues."""
     count = min(top, len(issues.index))
     if count == 0:
         return None
@@ -36,8 +37,18 @@ def plot_label_issues(images: torch.Tensor, issues: LabelIssues, classes: list[s
         picture = image[0] if image.shape[0] == 1 else image[:3].permute(1, 2, 0)
         ax.imshow(picture.clamp(0, 1).numpy(), cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
         given, suggested = classes[int(issues.given_label[tile])], classes[int(issues.suggested_label[tile])]
-        ax.set_title(f"{given} -> {suggested}\n({float(issues.confidence[tile]):.2f})", fontsize=8)
+        name = f"\n{_short(files[int(issues.index[tile])])}" if files else ""
+        ax.set_title(f"{given} -> {suggested}\n({float(issues.confidence[tile]):.2f}){name}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def _short(file: str, most: int = 28) -> str:
+    """A path that fits under a tile: its end, with ``...`` in front when cut.
+
+    >>> _short("holidays/2019/beach/IMG_20190713_101112.jpg")
+    '...h/IMG_20190713_101112.jpg'
+    """
+    return file if len(file) <= most else "..." + file[-(most - 3):]

@@ -144,8 +144,8 @@ def _corrected_csv(file: Path, run, labels: np.ndarray, out: Path) -> bytes:
 
 def _imagefolder_csv(run, by_source: dict, out: Path) -> bytes:
     """``path,label`` for every training image of the folder (the run's rows corrected)."""
-    from selfadapt.data.registry import load_dataset
     from selfadapt.data.label_overrides import data_root
+    from selfadapt.data.registry import load_dataset
 
     config = run.config.data
     full = load_dataset(config.dataset, config.data_dir, skip_unreadable=config.skip_unreadable).train

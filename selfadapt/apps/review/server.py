@@ -40,7 +40,6 @@ from selfadapt.apps.review.static_page import write_static_page
 from selfadapt.apps.review.store import Conflict
 from selfadapt.errors import SelfAdaptError
 
-
 HOST = "127.0.0.1"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
               "/review.css": ("review.css", "text/css; charset=utf-8"),

@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from selfadapt.errors import SelfAdaptError
 from selfadapt.engine.rundir import atomic_write_bytes
+from selfadapt.errors import SelfAdaptError
 
 try:
     import fcntl

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from selfadapt.config.run import RunConfig
 from selfadapt.data.label_overrides import data_root
 from selfadapt.errors import SelfAdaptError
 from selfadapt.experiment import PreparedData, prepare_data
-from selfadapt.config.run import RunConfig
 
 TOP_CLASSES = 4  # likely classes shown per sample
 

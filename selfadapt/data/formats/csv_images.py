@@ -3,8 +3,9 @@
 The file has a header with columns ``path`` and ``label``; paths are relative to the CSV's folder
 (absolute paths work too). Labels are class names, or integers ``0..C-1``; classes are sorted
 (names alphabetically, integers numerically) and every class must have a sample. Every listed
-image is training data (there is no test split). Bad rows are one clear error naming the row
-(unreadable images can be skipped instead: ``--skip-unreadable``)::
+image is training data (there is no test split); each is decoded once into the image cache at the
+chosen size. Bad rows are one clear error naming the row (unreadable images can be skipped instead:
+``--skip-unreadable``)::
 
     path,label
     cats/001.jpg,cat
@@ -17,36 +18,26 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from selfadapt.data.image_files import read_images, readable_images
-from selfadapt.data.types import DataFormat, Dataset, ImageSet, LoadOptions, with_stats
+from selfadapt.data.collection import file_source, load_collection
+from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
 
 
 def load_csv_images(path: str, options: LoadOptions = LoadOptions()) -> Dataset:
-    """The CSV at ``path`` as a :class:`~selfadapt.data.types.Dataset` (all rows in ``train``);
-    with ``options.skip_unreadable`` the rows whose image cannot be read are left out (and listed)."""
-
+    """The CSV at ``path`` as a :class:`~selfadapt.data.types.Dataset` (all rows in ``train``), every
+    image decoded once into the image cache (:mod:`selfadapt.data.collection`); with
+    ``options.skip_unreadable`` the rows whose image cannot be read are left out (and listed)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise SelfAdaptError(f"CSV file {file} {'is a folder' if file.exists() else 'does not exist'}; "
                              "expected a CSV with columns path,label")
+    file = file.resolve()
     paths, labels = _read_rows(file)
-    if options.skip_unreadable:
-        kept = readable_images([file.parent / p for p in paths], file.parent)
-        paths, labels = [p for p, ok in zip(paths, kept) if ok], [y for y, ok in zip(labels, kept) if ok]
-        if not paths:
-            raise SelfAdaptError(f"{file}: no listed image could be read")
-    classes = _classes(labels, file)
+    classes = class_names(labels, file)
     index = {c: k for k, c in enumerate(classes)}
-    root = file.parent
-    images = torch.from_numpy(np.ascontiguousarray(read_images([(root / p) for p in paths], root)))
-    label_tensor = torch.tensor([index[c] for c in labels], dtype=torch.int64)
-    train = ImageSet(images, label_tensor, torch.arange(len(paths)), list(paths))
-    test = ImageSet(images[:0], label_tensor[:0], torch.arange(0), [])
-    return with_stats(f"csv:{path}", train, test, classes)
+    source = file_source(f"csv:{file}", file.parent, paths)
+    return load_collection(source, [index[c] for c in labels], len(paths), classes, options, name=f"csv:{path}",
+                           root=file.parent)
 
 
 def _read_rows(file: Path) -> tuple[list[str], list[str]]:
@@ -104,7 +95,7 @@ def _where_undecodable(file: Path, error: UnicodeDecodeError) -> str:
     return f"line {line}, byte {offset}: {data[offset:offset + 1]!r}"
 
 
-def _classes(labels: list[str], file: Path) -> list[str]:
+def class_names(labels: list[str], file: Path | str) -> list[str]:
     """Sorted class names; integer labels must be ``0..C-1`` with every class present. One class
     cannot train; classes that look like typos of one another, or hold very few samples, are said."""
     names = sorted(set(labels))
@@ -123,7 +114,7 @@ def _classes(labels: list[str], file: Path) -> list[str]:
     return [str(n) for n in range(numbers[-1] + 1)]
 
 
-def _say_suspicious_classes(labels: list[str], names: list[str], file: Path) -> None:
+def _say_suspicious_classes(labels: list[str], names: list[str], file: Path | str) -> None:
     counts = Counter(labels)
     folded = {}
     for name in names:

@@ -1,31 +1,35 @@
 """``imagefolder:PATH``: ``PATH/train/<class>/*`` (+ ``PATH/test/`` or ``PATH/val/``), or ``PATH/<class>/*``.
 
-Class folders are sorted by name; images within a class by their path. Unreadable images stop the
-read with the file named, or are left out and listed with ``--skip-unreadable``.
+Class folders are sorted by name; images within a class by their path (subfolders included).
+Files are images by their extension; other files are ignored and counted once. Every image is
+decoded once into the image cache at the chosen size (:mod:`selfadapt.data.collection`); an
+unreadable image stops the read with the file named, or is left out and listed with
+``--skip-unreadable``. Samples are named by their path relative to ``PATH``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from selfadapt.data.image_files import IMAGE_SUFFIXES, read_images, readable_images
-from selfadapt.data.types import DataFormat, Dataset, ImageSet, LoadOptions, with_stats
+from selfadapt.data.collection import file_source, load_collection, note_ignored, scan_folder
+from selfadapt.data.decode import IMAGE_SUFFIXES
+from selfadapt.data.types import DataFormat, Dataset, LoadOptions
 from selfadapt.errors import SelfAdaptError
 
 
-def _scan_classes(folder: Path, root: Path) -> dict[str, list[Path]]:
-    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _scan_classes(folder: Path, root: Path, others: list[str]) -> dict[str, list[str]]:
+    """Class name -> its images (paths relative to ``root``); non-images are added to ``others``."""
+    with os.scandir(folder) as entries:
+        class_dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     if not class_dirs:
         raise SelfAdaptError(f"{folder} holds no class folders; expected {folder}/<class>/<image files>")
     found = {}
-    for d in class_dirs:
-        files = sorted((p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                        and not p.name.startswith(".")), key=lambda p: p.relative_to(d).as_posix())
-        if not files:
-            raise SelfAdaptError(f"class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        found[d.name] = files
+    for name in class_dirs:
+        images, ignored = scan_folder(folder / name, root)
+        others += ignored
+        if not images:
+            raise SelfAdaptError(f"class folder {folder / name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        found[name] = images
     return found
 
 
@@ -35,34 +39,26 @@ def _load_imagefolder(path: str, options: LoadOptions) -> Dataset:
         problem = "is a file, not a folder" if root.exists() else "does not exist"
         raise SelfAdaptError(f"image folder {root} {problem}; expected {root}/train/<class>/<images> "
                              f"or {root}/<class>/<images>")
+    root = root.resolve()
+    others: list[str] = []
     has_train = (root / "train").is_dir()
-    train_found = _scan_classes(root / "train" if has_train else root, root)
+    train_found = _scan_classes(root / "train" if has_train else root, root, others)
     classes = list(train_found)
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None) if has_train else None
-    test_found = _scan_classes(test_dir, root) if test_dir is not None else {}
+    test_found = _scan_classes(test_dir, root, others) if test_dir is not None else {}
     if test_dir is not None and list(test_found) != classes:
         raise SelfAdaptError(f"{test_dir} has classes {sorted(test_found)} but {root / 'train'} has {classes}; "
                              f"they must match")
-
-    def flatten(found):
-        files = [p for c in classes for p in found.get(c, [])]
-        labels = [k for k, c in enumerate(classes) for _ in found.get(c, [])]
-        if options.skip_unreadable:
-            kept = readable_images(files, root)
-            files, labels = [f for f, ok in zip(files, kept) if ok], [y for y, ok in zip(labels, kept) if ok]
-        return files, labels
-
-    (train_files, train_labels), (test_files, test_labels) = flatten(train_found), flatten(test_found)
-    images = torch.from_numpy(np.ascontiguousarray(read_images(train_files + test_files, root)))
-
-    def image_set(sl, files, labels):
-        return ImageSet(images[sl].contiguous(), torch.as_tensor(labels, dtype=torch.int64),
-                        torch.arange(len(files)), [p.relative_to(root).as_posix() for p in files])
-
-    n = len(train_files)
-    train = image_set(slice(0, n), train_files, train_labels)
-    test = image_set(slice(n, None), test_files, test_labels)
-    return with_stats(f"imagefolder:{path}", train, test, classes)
+    if options.verbose:
+        note_ignored(others, root)
+    keys, labels = [], []
+    for found in (train_found, test_found):
+        for k, name in enumerate(classes):
+            keys += found.get(name, [])
+            labels += [k] * len(found.get(name, []))
+    n_train = sum(len(files) for files in train_found.values())
+    source = file_source(f"imagefolder:{root}", root, keys)
+    return load_collection(source, labels, n_train, classes, options, name=f"imagefolder:{path}", root=root)
 
 
 FORMATS = [DataFormat("imagefolder", "image files in one folder per class", _load_imagefolder, takes_path=True)]
