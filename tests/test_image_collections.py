@@ -253,10 +253,10 @@ def test_tiles_name_each_file_and_the_finder_picks_crops_for_larger_images(tmp_p
     plot_label_issues(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), issues, ["cat", "dog"], tmp_path / "t.png",
                       files=files)
     assert titles == ["cat -> dog\n(0.90)\n...h/IMG_20190713_101112.jpg", "dog -> cat\n(0.80)\ncats/IMG_0001.jpg"]
-    assert finder_defaults("imagefolder:photos", "cpu", "128")["augment"] == "rrc-flip"
-    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", None)
-    assert "augment" not in finder_defaults("csv:list.csv", "cpu", "64")
-    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", "not a number")  # reported later
+    assert finder_defaults("imagefolder:photos", "cpu", image_size="128")["augment"] == "rrc-flip"
+    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", image_size=None)
+    assert "augment" not in finder_defaults("csv:list.csv", "cpu", image_size="64")
+    assert "augment" not in finder_defaults("imagefolder:photos", "cpu", image_size="not a number")  # reported later
 
 
 def test_listing_a_folder_of_many_tiny_files_stats_each_image_once(tmp_path, monkeypatch):

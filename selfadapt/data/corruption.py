@@ -186,7 +186,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
     rng = np.random.default_rng(seed)
     if kind == "none" or (rate == 0 and kind != "human"):
         record = NoiseRecord(kind, 0.0, seed, variant, np.zeros(0, np.int64), y, y.copy())
-        return _unchanged(images), labels.clone().long(), record
+        return images, labels.clone().long(), record
     if kind in INPUT_CORRUPTIONS:
         idx = _choose(rng, n, rate)
         out = images.detach().cpu().clone()
@@ -217,7 +217,7 @@ def corrupt(images: torch.Tensor, labels: torch.Tensor, *, kind: str, rate: floa
         idx = np.flatnonzero(new != y).astype(np.int64)
         rate = float(np.mean(new != y)) if n else 0.0
     record = NoiseRecord(kind, float(rate), seed, variant, idx, y, new)
-    return _unchanged(images), torch.from_numpy(new.copy()), record
+    return images, torch.from_numpy(new.copy()), record
 
 
 def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kwargs
@@ -251,7 +251,7 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
     if y.shape != record.original_labels.shape or not np.array_equal(y, record.original_labels):
         raise SelfAdaptError("record does not belong to this data (its original labels differ from these labels)")
     if record.kind not in INPUT_CORRUPTIONS:
-        return _unchanged(images), torch.from_numpy(record.new_labels.astype(np.int64))
+        return images, torch.from_numpy(record.new_labels.astype(np.int64))
     if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[0] != len(y):
         raise SelfAdaptError("record does not belong to this data (images do not match the labels)")
     rng = np.random.default_rng(record.seed)
@@ -265,11 +265,6 @@ def replay(record: NoiseRecord, images: torch.Tensor, labels: torch.Tensor, **kw
     out = images.detach().cpu().clone()
     out[torch.from_numpy(idx)] = torch.from_numpy(corrupted)
     return out, labels.clone().long()
-
-
-def _unchanged(images):
-    """A copy of in-memory images; images on disk are read-only and shared as they are."""
-    return images if isinstance(images, DiskImages) else images.clone()
 
 
 def _validate(images, labels, kind, rate, seed, num_classes) -> tuple[np.ndarray, int]:
