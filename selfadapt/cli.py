@@ -178,13 +178,19 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (no usage block) and a guess for a mistyped flag."""
 
     def error(self, message: str):
+        if message.startswith("the following arguments are required"):
+            raise MissingArguments(message)  # a mistyped flag, if any, is the better thing to say
         print(f"selfadapt: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
-def _unknown_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> str:
+class MissingArguments(Exception):
+    """argparse found a required flag missing (raised so that :func:`main` can name a typo first)."""
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> str:
     """One line naming each unknown flag with the closest real one of the command."""
-    sub = parser._subparsers._group_actions[0].choices[args.command]
+    sub = parser._subparsers._group_actions[0].choices[command]
     known = [o for action in sub._actions for o in action.option_strings]
     parts = []
     for word in (w.split("=", 1)[0] for w in unknown if w.startswith("-")):
@@ -194,11 +200,26 @@ def _unknown_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, un
     return ("unknown flag(s) " + "; ".join(parts)) if parts else f"unexpected argument(s): {' '.join(unknown)}"
 
 
+def _say_missing(parser: argparse.ArgumentParser, argv: list[str], message: str) -> int:
+    """A required flag is missing: name the command's mistyped flags if there are any (the missing
+    one may be among them), else the missing ones."""
+    commands = parser._subparsers._group_actions[0].choices
+    command = argv[0] if argv and argv[0] in commands else None
+    known = [o for action in commands[command]._actions for o in action.option_strings] if command else []
+    unknown = [w for w in argv[1:] if command and w.startswith("--")
+               and not any(o.startswith(w.split("=", 1)[0]) for o in known)]  # argparse takes unique prefixes
+    print(f"selfadapt: error: {_unknown_flags(parser, command, unknown) if unknown else message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except MissingArguments as missing:
+        return _say_missing(parser, sys.argv[1:] if argv is None else argv, str(missing))
     if unknown:
-        print(f"selfadapt: error: {_unknown_flags(parser, args, unknown)}", file=sys.stderr)
+        print(f"selfadapt: error: {_unknown_flags(parser, args.command, unknown)}", file=sys.stderr)
         return 2
     try:
         return args.func(args)

@@ -53,6 +53,14 @@ def test_settings_that_cannot_be_meant(tmp_path, capsys, extra, message):
     refused(capsys, ["train", *TINY, *extra, "--out", str(out)], message, out)
 
 
+def test_a_mistyped_flag_is_named_before_a_missing_required_one(capsys):
+    refused(capsys, ["embed", "--modle", "hf:x", "--dataset", "digits", "--out", "e.npz"],
+            "unknown flag(s) --modle (did you mean '--model'?)")
+    refused(capsys, ["train", "--image-sise", "64"], "unknown flag(s) --image-sise (did you mean '--image-size'?)")
+    refused(capsys, ["train", "--datas", "digits"], "the following arguments are required: --out")  # a prefix, not a typo
+    refused(capsys, [], "the following arguments are required: command")
+
+
 def test_an_output_inside_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     refused(capsys, ["train", *TINY, "--out", str(tmp_path / "file" / "x")],

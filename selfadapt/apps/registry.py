@@ -1,8 +1,8 @@
 """The applications' commands and grid reports, found in every module of :mod:`selfadapt.apps`
 (:func:`selfadapt.plugins.collect`), so adding an application is one file.
 
->>> [c.name for c in commands()][:2]
-['demo', 'find-label-issues']
+>>> sorted(c.name for c in commands())[:3]
+['apply-review', 'demo', 'embed']
 """
 from __future__ import annotations
 

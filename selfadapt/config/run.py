@@ -141,6 +141,7 @@ class RunConfig:
         if engine.schedule == "multistep" and not engine.milestones:
             raise SelfAdaptError(f"{prefix}--schedule multistep needs --milestones (e.g. 75,90)")
         self._check_feature_vectors(prefix)
+        self._check_collection_settings(prefix)
         self._check_backbone(prefix)
         method = get_method(self.method.method)
         if data.unlabeled and method.uses_labels:
@@ -159,6 +160,17 @@ class RunConfig:
         if self.model.model not in VECTOR_MODELS:
             raise SelfAdaptError(f"{prefix}feature vectors take --model {' or '.join(VECTOR_MODELS)} (a network for "
                                  f"images, such as {self.model.model}, treats each feature as a 1x1 image channel)")
+
+    def _check_collection_settings(self, prefix: str) -> None:
+        """Settings that only image collections read are not given for other data (they would do nothing)."""
+        data, form = self.data, find_format(self.data.dataset)[0]
+        for flag, value in (("--image-size", data.image_size), ("--stream", data.stream)):
+            if value not in (None, False) and not form.collection:
+                raise SelfAdaptError(f"{prefix}{flag} applies to image collections (imagefolder:, csv:, hf:), "
+                                     f"not to {data.dataset}")
+        for flag, value in (("--image-column", data.image_column), ("--label-column", data.label_column)):
+            if value is not None and form.name != "hf":
+                raise SelfAdaptError(f"{prefix}{flag} names a column of an hf: data set, not of {data.dataset}")
 
     def _check_backbone(self, prefix: str) -> None:
         """What a pretrained backbone, or its frozen features, cannot serve."""

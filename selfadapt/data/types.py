@@ -200,7 +200,8 @@ class DataFormat:
     ``takes_path=True``, a prefix written ``NAME:PATH`` (``imagefolder:photos``). ``load`` gets the
     data folder (or the path after the prefix) and :class:`LoadOptions`. ``unlabeled`` reads the
     set's unlabeled split where it has one (STL-10); ``feature_vectors`` marks vectors, not images;
-    ``downloads`` marks a set that is fetched into the data folder when absent.
+    ``downloads`` marks a set that is fetched into the data folder when absent; ``collection`` a
+    user's images of any size, decoded at a chosen size into the image cache (``--image-size``).
     """
 
     name: str
@@ -211,6 +212,7 @@ class DataFormat:
     unlabeled: Callable[[Path], torch.Tensor] | None = None
     feature_vectors: bool = False
     downloads: bool = False                           # fetched into the data folder when absent
+    collection: bool = False                          # decoded into the image cache (--image-size, --stream)
 
     @property
     def written(self) -> str:

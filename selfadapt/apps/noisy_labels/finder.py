@@ -26,6 +26,7 @@ from selfadapt.apps.noisy_labels.tables import table_defaults, table_shape
 from selfadapt.apps.noisy_labels.tiles import plot_label_issues
 from selfadapt.config.flags import add_run_flags, flag, run_config_from
 from selfadapt.config.run import RunConfig
+from selfadapt.data.registry import find_format
 from selfadapt.engine.loggers import Loggers
 from selfadapt.engine.rundir import write_json
 from selfadapt.errors import SelfAdaptError
@@ -55,24 +56,14 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
     out = Path(out)
     result = train_run(config, out)
     data, summary = result.data, result.summary
-    train, classes = data.dataset.train, data.dataset.classes
     targets, given = label_distribution_store(result.objective).values, data.labels
     scores = ranking_scores(targets, given).cpu()
     flagged = suspected_label_errors(targets, given)
     listed = flagged if top is None else top_suspects(targets, given, top)
-    where = dict(source_index=train.source_index, classes=classes, files=train.files)
-    count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
-    ranked = top_suspects(targets, given, len(given))
-    write_label_issues_csv(out / "label_scores.csv", ranked, **where, scores=scores)
-    save_rows(out / "pred_probs.npy", targets, order=ranked.index, normalise=True)  # cleanlab's input, same rows
-    pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
-    images = pictures.dtype == torch.uint8  # feature vectors have no picture
-    picture = plot_label_issues(pictures, listed, classes, out / "label_issues.png", files=train.files) \
-        if images else None
-
+    count, picture = _write_lists(out, data, targets, listed, scores)
     start = getattr(result.objective.loss, "auto", None)
     bound = None if start is None or start.best_accuracy < 0 else 1.0 - start.best_accuracy
-    warnings = trust_warnings(result.objective.loss, summary, data.labels, flagged, classes, bound)
+    warnings = trust_warnings(result.objective.loss, summary, given, flagged, data.dataset.classes, bound)
     summary.update(label_issues_file="label_issues.csv", label_issues_found=count,
                    label_issues_flagged=len(flagged.index), label_scores_file="label_scores.csv",
                    pred_probs_file="pred_probs.npy",
@@ -86,35 +77,54 @@ def find_label_issues(config: RunConfig, out: str | Path, *, top: int | None = N
         with Loggers(config.engine.logger, out, out.name) as log:
             log.log_images(out, "label_issues.png")
             log.log_table(out / "label_issues.csv")
+    _say(out, summary, flagged, len(given), data.dataset.classes, count if top is not None else None, picture)
+    return summary
 
-    print(f"{len(flagged.index)} suspected label errors of {len(given)} training samples "
-          f"({len(flagged.index) / len(given):.1%}) -> {out / 'label_issues.csv'}"
-          + (f" (the {count} most suspicious)" if top is not None else ""))
+
+def _write_lists(out: Path, data, targets, listed, scores) -> tuple[int, Path | None]:
+    """``label_issues.csv`` (``listed``), ``label_scores.csv`` and ``pred_probs.npy`` (every sample, most
+    suspicious first) and the tiles of images (none for feature vectors); the count listed and the tiles' path."""
+    train, classes, given = data.dataset.train, data.dataset.classes, data.labels
+    where = dict(source_index=train.source_index, classes=classes, files=train.files)
+    count = write_label_issues_csv(out / "label_issues.csv", listed, **where, scores=scores)
+    ranked = top_suspects(targets, given, len(given))
+    write_label_issues_csv(out / "label_scores.csv", ranked, **where, scores=scores)
+    save_rows(out / "pred_probs.npy", targets, order=ranked.index, normalise=True)  # cleanlab's input, same rows
+    pictures = data.images if data.pictures is None else data.pictures  # a frozen backbone's run keeps its images
+    if pictures.dtype != torch.uint8:  # feature vectors have no picture
+        return count, None
+    return count, plot_label_issues(pictures, listed, classes, out / "label_issues.png", files=train.files)
+
+
+def _say(out: Path, summary: dict, flagged, n: int, classes: list[str], top_count: int | None, picture) -> None:
+    """What the finder found, on stdout; its warnings on stderr."""
+    print(f"{len(flagged.index)} suspected label errors of {n} training samples "
+          f"({len(flagged.index) / n:.1%}) -> {out / 'label_issues.csv'}"
+          + (f" (the {top_count} most suspicious)" if top_count is not None else ""))
     print(f"every sample's score -> {out / 'label_scores.csv'}" + (f"; tiles -> {picture}" if picture else ""))
     print(f"SAT's targets as cleanlab's pred_probs -> {out / 'pred_probs.npy'} (rows in label_scores.csv's order; "
           "in-sample targets, not out-of-sample probabilities)")
-    if start is not None:
+    if "sat_start_reason" in summary:
         print(summary["sat_start_reason"])
+    bound = summary["label_error_share_bound"]
     if bound is not None:
         print(f"the model disagrees with {bound:.1%} of the held-out given labels, so at most about that share of "
-              f"labels is wrong; flagged: {len(flagged.index) / len(given):.1%}")
+              f"labels is wrong; flagged: {len(flagged.index) / n:.1%}")
     pairs = frequent_pairs(flagged, classes)
     if pairs:
-        print("most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({n})" for g, s, n in pairs))
+        print("most frequent given -> suggested: " + ", ".join(f"{g} -> {s} ({k})" for g, s, k in pairs))
     if "label_issues" in summary:
         flags, ranking = summary["label_issues"], summary["label_ranking"]
         print(f"against the known true labels: precision {flags['precision']:.3f}, recall {flags['recall']:.3f}, "
               f"F1 {flags['f1']:.3f}; precision@{ranking['k']} {ranking['precision_at_k']:.3f}, ROC AUC "
               + ("n/a" if ranking["roc_auc"] is None else f"{ranking['roc_auc']:.3f}"))
-    for warning in warnings:
+    for warning in summary["label_issues_warnings"]:
         print(f"selfadapt: warning: {warning}", file=sys.stderr)
-    return summary
 
 
 CPU_DEFAULTS = {"model": "cnn", "epochs": 30, "batch_size": 128, "lr": 0.05}  # the validation runs' CPU settings
 
 
-COLLECTIONS = ("imagefolder:", "csv:", "hf:")  # users' image collections, decoded at a chosen size
 RRC_FROM = 96  # px: from here on the finder augments collections with random-resized crops, not 4 px shifts
 
 
@@ -137,12 +147,15 @@ def finder_defaults(dataset: str | None, device: str | None, model: str | None =
     """
     base = RunConfig.from_flat({})
     defaults = {}
-    name = (dataset or base.data.dataset).lower()
+    try:
+        form, path = find_format(dataset or base.data.dataset)
+    except SelfAdaptError:  # said when the flags are checked
+        form, path = None, None
     on_cpu = resolve_device(device or base.engine.device) == "cpu"
-    if name.startswith("features:"):
+    if form is not None and form.feature_vectors:
         defaults.update(model="linear", augment="none")
-        defaults.update(table_defaults(*table_shape(dataset.split(":", 1)[1])))
-    elif name.startswith(COLLECTIONS) and (_at_least(image_size, RRC_FROM) if image_size else not on_cpu):
+        defaults.update(table_defaults(*table_shape(path)))
+    elif form is not None and form.collection and (_at_least(image_size, RRC_FROM) if image_size else not on_cpu):
         defaults.update(augment="rrc-flip")
     if (model or "").startswith("hf:"):
         defaults.update(freeze_backbone=True, augment="none")

@@ -140,4 +140,4 @@ RARE_CLASS = 5
 
 
 FORMATS = [DataFormat("csv", "image files listed in a CSV with columns path,label", load_csv_images,
-                      takes_path=True, usage="csv:FILE")]
+                      takes_path=True, usage="csv:FILE", collection=True)]

@@ -165,4 +165,4 @@ def _stored(cell) -> bytes | str:
 
 
 FORMATS = [DataFormat("hf", "a Hugging Face datasets folder (save_to_disk, parquet/arrow) or hub name", load_hf,
-                      takes_path=True, usage="hf:PATH_OR_NAME[:SPLIT]")]
+                      takes_path=True, usage="hf:PATH_OR_NAME[:SPLIT]", collection=True)]

@@ -61,4 +61,5 @@ def _load_imagefolder(path: str, options: LoadOptions) -> Dataset:
     return load_collection(source, labels, n_train, classes, options, name=f"imagefolder:{path}", root=root)
 
 
-FORMATS = [DataFormat("imagefolder", "image files in one folder per class", _load_imagefolder, takes_path=True)]
+FORMATS = [DataFormat("imagefolder", "image files in one folder per class", _load_imagefolder, takes_path=True,
+                      collection=True)]
