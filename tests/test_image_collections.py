@@ -95,6 +95,7 @@ def test_the_size_is_chosen_for_the_model_and_device_and_can_be_given(tmp_path, 
     assert collection.choose_image_size([1500] * 3, model="resnet50", device="cuda") == \
         (224, "median shorter side 1500 px, capped at 224 px for resnet50 on cuda")
     assert collection.choose_image_size([300], model="cnn", device="cuda")[0] == 96
+    assert collection.choose_image_size([1500], model="hf:facebook/dinov2-small", device="cpu")[0] == 256
     given = load_dataset(f"imagefolder:{photos}", options=LoadOptions(cache_dir=str(tmp_path / "cache"),
                                                                       image_size=40))
     assert given.train.images.shape[1:] == (3, 40, 40)

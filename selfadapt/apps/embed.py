@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "./data)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass; default 64")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (bf16 on CUDA); default auto")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="imagefolder:, csv: and hf: data: decode to S x S px first (default: the median shorter "
+                             "side, at most 256; the backbone then resizes to its own input)")
+    parser.add_argument("--cache-dir", default=None, help="where decoded images are cached (default "
+                                                          "$XDG_CACHE_HOME/selfadapt or ~/.cache/selfadapt)")
     parser.add_argument("--skip-unreadable", action="store_true",
                         help="imagefolder: and csv: data: leave out images that cannot be read (listed)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="print nothing while embedding")
@@ -47,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then embed the training and test splits into ``args.out``."""
     from selfadapt.data.registry import load_dataset
+    from selfadapt.data.types import LoadOptions
     from selfadapt.embedding import embed_images, images_digest, module_digest, write_npz
     from selfadapt.experiment import resolve_device
     from selfadapt.models.hf import is_hf_model, load_backbone
@@ -56,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
         raise SelfAdaptError(f"embed takes a pretrained backbone, --model hf:ID_OR_FOLDER, not {args.model!r}")
     if args.batch_size < 1:
         raise SelfAdaptError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.image_size is not None and args.image_size < 1:
+        raise SelfAdaptError(f"--image-size must be at least 1, got {args.image_size}")
     device = resolve_device(args.device)
     loaded = load_backbone(args.model)  # before the data: a missing model is known in seconds
     extractor = loaded.extractor()
-    data = load_dataset(args.dataset, args.data_dir, skip_unreadable=args.skip_unreadable)
+    options = LoadOptions(skip_unreadable=args.skip_unreadable, image_size=args.image_size, cache_dir=args.cache_dir,
+                          model=args.model, device=device, verbose=args.progress)
+    data = load_dataset(args.dataset, args.data_dir, options=options)
     if data.train.images.dtype != torch.uint8:
         raise SelfAdaptError(f"{args.dataset} holds feature vectors already; embed takes images")
     out.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: the first write

@@ -32,6 +32,7 @@ __all__ = ["cache_root", "choose_image_size", "file_source", "load_collection", 
 CPU_SIZE_CAP = 64          # px: what a CPU trains on in minutes, not hours
 GPU_SIZE_CAP = {"resnet18": 224, "resnet34": 224, "resnet50": 224}  # ImageNet-sized ResNets (ImageNet stem)
 SMALL_GPU_SIZE_CAP = 96    # the other models were designed for 32-96 px images
+PRETRAINED_SIZE_CAP = 256  # px: an hf: backbone resizes inside to its own input (224 for most); less loses detail
 
 
 def cache_root(options: LoadOptions) -> Path:
@@ -40,9 +41,13 @@ def cache_root(options: LoadOptions) -> Path:
 
 
 def choose_image_size(short_sides, *, model: str, device: str) -> tuple[int, str]:
-    """The median shorter side, capped by what ``model`` trains well on ``device``; and why."""
+    """The median shorter side, capped by what ``model`` trains well on ``device`` (a pretrained
+    ``hf:`` backbone: its input size, on any device, as it costs the same whatever the decoded size); and why."""
     median = int(np.median(short_sides)) if len(short_sides) else 32
-    cap = CPU_SIZE_CAP if not str(device).startswith("cuda") else GPU_SIZE_CAP.get(model, SMALL_GPU_SIZE_CAP)
+    if str(model).startswith("hf:"):
+        cap = PRETRAINED_SIZE_CAP
+    else:
+        cap = CPU_SIZE_CAP if not str(device).startswith("cuda") else GPU_SIZE_CAP.get(model, SMALL_GPU_SIZE_CAP)
     why = f"median shorter side {median} px"
     if median > cap:
         return cap, f"{why}, capped at {cap} px for {model} on {str(device).split(':')[0]}"
