@@ -88,6 +88,7 @@ class PreparedData:
     val: Split | None = None
     unlabeled: torch.Tensor | None = None  # extra training images without labels (--unlabeled), after `images`
     pictures: torch.Tensor | None = None   # the training images where `images` holds their features (--freeze-backbone)
+    relabelled: bool = False               # --labels-from laid corrected labels over the (corrupted) ones
 
     @property
     def training_images(self) -> torch.Tensor:
@@ -107,8 +108,11 @@ class PreparedData:
 
     @property
     def label_error_rate(self) -> float | None:
-        """The realised share of wrong labels where the corruption is known, else ``None``."""
-        return None if self.noise.kind == "none" else self.noise.realised_error_rate
+        """The realised share of wrong labels where the corruption is known (after ``--labels-from``:
+        of the corrected labels), else ``None``."""
+        if self.noise.kind == "none":
+            return None
+        return float(self.label_errors.float().mean()) if self.relabelled else self.noise.realised_error_rate
 
     @property
     def truth_known(self) -> bool:
@@ -169,8 +173,12 @@ def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
         print(f"{data.noise} noise (rate {data.noise_rate}, seed {data.noise_seed}): "
               f"{record.realised_error_rate:.2%} of {len(labels)} training {what}")
     everything = Split(images, labels, train.labels.clone(), torch.arange(len(labels)))
+    if verbose and overrides is not None and data.noise not in ("none", *INPUT_CORRUPTIONS):
+        print(f"after --labels-from: {float((labels != everything.clean_labels).float().mean()):.2%} of the training "
+              "labels wrong")
+    relabelled = overrides is not None and data.noise not in INPUT_CORRUPTIONS
     if not data.val_size:
-        return PreparedData(dataset, images, labels, everything.clean_labels, record)
+        return PreparedData(dataset, images, labels, everything.clean_labels, record, relabelled=relabelled)
     if data.val_size >= len(labels):
         raise SelfAdaptError(f"--val-size {data.val_size} leaves nothing to train on: the training set has "
                              f"{len(labels)} samples")
@@ -180,7 +188,7 @@ def _prepare_labeled(config: RunConfig, *, verbose: bool) -> PreparedData:
     kept = everything.select(keep.nonzero().flatten())
     dataset.train = train.select(kept.rows)
     return PreparedData(dataset, kept.images, kept.labels, kept.clean_labels, record,
-                        everything.select(held.source_index))
+                        everything.select(held.source_index), relabelled=relabelled)
 
 
 def model_factory(config: RunConfig, dataset: Dataset, method: Method):

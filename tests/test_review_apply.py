@@ -70,6 +70,8 @@ def test_labels_from_a_review_or_changes_file_retrains_on_the_fixed_labels(tmp_p
         fixed = prepare_data(RunConfig.from_flat({**settings, "labels_from": str(tmp_path / source)}), verbose=False)
         assert np.array_equal(fixed.labels.numpy(), expected)
         assert np.array_equal(fixed.clean_labels.numpy(), data.clean_labels.numpy())
+        assert fixed.label_error_rate == pytest.approx(float(np.mean(expected != data.clean_labels.numpy())))
+        assert fixed.label_error_rate < data.label_error_rate  # what Co-teaching's forget rate is sized by
     out = tmp_path / "retrained"
     argv = ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in settings.items()], "--method", "ce",
             "--labels-from", str(tmp_path / "run/review.csv"), "--no-progress", "--out", str(out)]
