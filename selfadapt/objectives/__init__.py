@@ -7,13 +7,13 @@ from selfadapt.label_errors import LabelIssues
 from selfadapt.objectives.adversarial import TRADES, PGDAdversarialTraining
 from selfadapt.objectives.base import LogitLoss, Objective
 from selfadapt.objectives.baselines import (
-                                            EarlyLearningRegularization,
-                                            GeneralizedCrossEntropy,
-                                            HardBootstrapping,
-                                            LabelSmoothing,
-                                            Mixup,
-                                            SoftBootstrapping,
-                                            SymmetricCrossEntropy,
+    EarlyLearningRegularization,
+    GeneralizedCrossEntropy,
+    HardBootstrapping,
+    LabelSmoothing,
+    Mixup,
+    SoftBootstrapping,
+    SymmetricCrossEntropy,
 )
 from selfadapt.objectives.coteaching import CoTeaching
 from selfadapt.objectives.method import Method, MethodContext

@@ -236,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     defaults = {} if args.preset else finder_defaults(args.dataset, args.device, args.model, args.image_size)
     used = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
     if used:
-        print("find-label-issues defaults: " + " ".join(f"{flag(k)} {v}" for k, v in used.items()))
+        print("find-label-issues defaults: " + " ".join(flag(k) if v is True else f"{flag(k)} {v}"
+                                                            for k, v in used.items()))
     find_label_issues(run_config_from(args, defaults), args.out, top=args.top)
     return 0
 
