@@ -148,7 +148,7 @@ def test_sat_head_on_cached_features_finds_injected_errors_and_reuses_the_cache(
             "--device", "cpu", "--no-progress"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
-    assert "find-label-issues defaults: --freeze-backbone True --augment none" in printed
+    assert "find-label-issues defaults: --freeze-backbone --augment none" in printed
     cached = sorted((tmp_path / "cache" / "features").glob("*.npy"))
     assert len(cached) == 2  # training and test images
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
