@@ -1,11 +1,12 @@
 #!/bin/sh
-# Every measurement of docs/results/backbones.md, in the order it was run (a shared 2-core CPU:
-# each script prints the load average beside its timings). Output: runs/backbones-bench/*.log
+# Every measurement of docs/results/backbones.md (each script prints the load average beside its
+# timings). Output: runs/backbones-bench/*.log. The page's numbers: torch's default threads (2) on
+# the idle 2-core machine, except the table-dtype and table-build runs, made earlier with
+# OMP_NUM_THREADS=1 while the machine was shared.
 set -e
 OUT=runs/backbones-bench
 mkdir -p $OUT
 PY=.venv/bin/python
-export OMP_NUM_THREADS=1   # one thread per process on the shared 2-core machine (see each log's load average)
 $PY benchmarks/cifar_features.py --out runs/cifar-features --rows 100000 1000000 > $OUT/tables.log 2>&1
 $PY benchmarks/table_build_memory.py --rows 200000 --classes 1000 > $OUT/table-build.log 2>&1
 $PY benchmarks/table_dtype.py --seeds 1 2 --out $OUT/table-dtype > $OUT/table-dtype.log 2>&1
