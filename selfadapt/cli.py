@@ -69,7 +69,9 @@ def cmd_eval(args) -> int:
                                  options=options)
     print(f"{result['dataset']}, {result['model']}, {result['method']}, after {result['epochs_trained']} epochs:")
     for key, value in result["metrics"].items():
-        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+        shown = "not measured (no data for it)" if value is None else f"{value:.4f}" if isinstance(value, float) \
+            else value
+        print(f"  {key}: {shown}")
     return 0
 
 

@@ -7,7 +7,8 @@ seed or noise rate on the same images) costs no pass over the images. The run th
 ``--head`` (``linear`` or ``mlp``) on the features exactly as on a ``features:`` table: SAT, the
 noisy-label baselines, anything that does not need the pixels.
 
-The cache lives in ``$SELFADAPT_CACHE/features`` (default ``~/.cache/selfadapt/features``); an
+The cache lives in ``features/`` of ``--cache-dir`` (default: the image cache's folder,
+:func:`~selfadapt.data.cache_io.default_cache_dir`); an
 interrupted embedding continues from its last finished chunk (``selfadapt.embedding``).
 
 >>> from types import SimpleNamespace as NS
@@ -17,7 +18,6 @@ interrupted embedding continues from its last finished chunk (``selfadapt.embedd
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from selfadapt import distributed
+from selfadapt.data.cache_io import default_cache_dir
 from selfadapt.errors import SelfAdaptError
 
 EMBED_BATCH_SIZE = 64  # images per backbone forward pass while features are computed
@@ -35,16 +36,13 @@ def head_model(config) -> str:
     return config.model.head if config.model.freeze_backbone else config.model.model
 
 
-def feature_cache_dir() -> Path:
-    """``$SELFADAPT_CACHE/features``, else ``$XDG_CACHE_HOME/selfadapt/features``, else ``~/.cache/selfadapt/features``."""
-    root = os.environ.get("SELFADAPT_CACHE")
-    if root:
-        return Path(root).expanduser() / "features"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "selfadapt" / "features"
+def feature_cache_dir(cache_dir: str | None) -> Path:
+    """``features/`` in ``cache_dir`` (``--cache-dir``), else in the default cache folder."""
+    return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "features"
 
 
-def cached_features(extractor, model_key: str, images, *, device: str, what: str, verbose: bool) -> torch.Tensor:
+def cached_features(extractor, model_key: str, images, *, device: str, what: str, verbose: bool,
+                    cache_dir: str | None = None) -> torch.Tensor:
     """``extractor``'s features of ``images`` (N x D float32), from the cache or computed into it."""
     from selfadapt.embedding import embed_images, images_digest, npy_bytes
     from selfadapt.engine.rundir import atomic_write_bytes
@@ -52,7 +50,7 @@ def cached_features(extractor, model_key: str, images, *, device: str, what: str
     precision = "bf16" if str(device).startswith("cuda") else "fp32"
     key = hashlib.blake2b(f"{model_key}|{images_digest(images)}|{EMBED_BATCH_SIZE}|{precision}".encode(),
                           digest_size=20).hexdigest()
-    folder = feature_cache_dir()
+    folder = feature_cache_dir(cache_dir)
     file = folder / f"{key}.npy"
     if file.is_file():
         if verbose:
@@ -86,7 +84,8 @@ def freeze_backbone(config, data, device: str, *, verbose: bool = True):
               f"a {config.model.head} head trains on them")
 
     def features(images, what):
-        return cached_features(extractor, model_key, images, device=device, what=what, verbose=verbose)[:, :, None, None]
+        return cached_features(extractor, model_key, images, device=device, what=what, verbose=verbose,
+                               cache_dir=config.data.cache_dir)[:, :, None, None]
 
     data.pictures = data.images
     data.images = features(data.images, "training images")

@@ -92,8 +92,9 @@ def describe_summary(summary: dict) -> str:
     """One line: the final and best value of the run's primary metric."""
     key = summary.get("primary_metric")
     if key is None or summary.get(f"final_{key}") is None:  # no such metric, or no data for it (no test split)
-        return f"{summary['method']}: trained {summary['epochs']} epochs" + (f" (no {key}: nothing to measure it on)"
-                                                                            if key else "")
+        epochs = summary["epochs"]
+        return (f"{summary['method']}: trained {epochs} epoch{'' if epochs == 1 else 's'}"
+                + (f" (no {key}: nothing to measure it on)" if key else ""))
     return (f"{summary['method']}: final {key} {percent(summary[f'final_{key}'])}, best "
             f"{percent(summary[f'best_{key}'])} (epoch {summary['best_epoch']})")
 

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagefolder:, csv: and hf: data: decode to S x S px first (default: the median shorter "
                              "side, at most 256; the backbone then resizes to its own input)")
     parser.add_argument("--cache-dir", default=None, help="where decoded images are cached (default "
-                                                          "$XDG_CACHE_HOME/selfadapt or ~/.cache/selfadapt)")
+                                                          "$SELFADAPT_CACHE, else $XDG_CACHE_HOME/selfadapt or "
+                                                          "~/.cache/selfadapt)")
     parser.add_argument("--skip-unreadable", action="store_true",
                         help="imagefolder: and csv: data: leave out images that cannot be read (listed)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="print nothing while embedding")

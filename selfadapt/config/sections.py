@@ -83,7 +83,8 @@ class DataSettings:
     image_size: int | None = setting(None, "imagefolder:, csv: and hf: data: decode every image to S x S (shorter "
                                            "side to S, centre crop); default: the median shorter side, capped "
                                            "for the model and device (printed)", check=positive, must="be >= 1")
-    cache_dir: str | None = setting(None, "where decoded images are cached (default $XDG_CACHE_HOME/selfadapt or "
+    cache_dir: str | None = setting(None, "where decoded images (and a frozen backbone's features) are cached "
+                                          "(default $SELFADAPT_CACHE, else $XDG_CACHE_HOME/selfadapt or "
                                           "~/.cache/selfadapt)")
     stream: bool = setting(False, "read training batches from the image cache on disk even when the decoded "
                                   "images would fit in memory (automatic when they do not)")

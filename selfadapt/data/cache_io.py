@@ -34,11 +34,13 @@ __all__ = ["atomic_npz", "default_cache_dir", "locked", "make_writable", "parall
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/selfadapt`` or ``~/.cache/selfadapt``.
+    """``$SELFADAPT_CACHE``, else ``$XDG_CACHE_HOME/selfadapt``, else ``~/.cache/selfadapt``.
 
     >>> default_cache_dir().name
     'selfadapt'
     """
+    if os.environ.get("SELFADAPT_CACHE"):
+        return Path(os.environ["SELFADAPT_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "selfadapt"
 
