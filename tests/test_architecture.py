@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "selfadapt"
 # Lower layers never import higher ones (a module may import its own layer or below).
 LAYERS = [
     ("selfadapt.errors", "selfadapt.version", "selfadapt.distributed", "selfadapt.plugins", "selfadapt.config",
-     "selfadapt.batch", "selfadapt.targets", "selfadapt.indexed", "selfadapt.label_errors", "selfadapt.testing"),
+     "selfadapt.batch", "selfadapt.targets", "selfadapt.indexed", "selfadapt.label_errors", "selfadapt.testing",
+     "selfadapt.hub"),
     ("selfadapt.data", "selfadapt.models", "selfadapt.attacks"),
     ("selfadapt.objectives",),
     ("selfadapt.evaluators",),

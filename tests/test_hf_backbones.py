@@ -226,6 +226,7 @@ def test_a_model_the_hub_does_not_have_is_one_line(monkeypatch, tmp_path):
         raise RepositoryNotFoundError("404 Client Error: Repository Not Found",
                                       response=httpx2.Response(404, request=httpx2.Request("HEAD", url)))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("selfadapt.hub.unreachable", lambda: "")  # as if the hub answered
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(transformers.utils.hub, "hf_hub_download", not_found)
     with pytest.raises(SelfAdaptError, match="hf:nobody/no-such-model: no such model on the Hugging Face hub"):
@@ -242,6 +243,20 @@ def test_offline_without_the_model_in_the_cache_is_one_line_naming_how_to_get_it
     assert line.count("\n") == 0 and line.startswith("selfadapt: error: hf:facebook/dinov2-small is not in the ")
     assert "`hf download facebook/dinov2-small`" in line and "save_pretrained" in line
     assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.slow
+def test_an_unreachable_hub_is_one_line_without_the_hub_clients_warnings(tmp_path):
+    """The hub on (no HF_HUB_OFFLINE) but unreachable (a closed local port): one line, nothing else."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run([sys.executable, "-m", "selfadapt", "embed", "--model", "hf:facebook/dinov2-small",
+                             "--dataset", "digits", "--out", str(tmp_path / "e.npz")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    line = result.stderr.strip()
+    assert line.count("\n") == 0 and "the hub cannot be reached" in line, result.stderr
+    assert "`hf download facebook/dinov2-small`" in line
 
 
 def test_a_hub_model_in_the_cache_loads_offline(models, tmp_path):

@@ -108,6 +108,18 @@ def test_a_hub_name_offline_without_a_cache_is_one_line(tmp_path):
     assert "offline, a hub data set must already be in the datasets cache" in line
 
 
+@pytest.mark.slow
+def test_an_unreachable_hub_is_said_at_once_in_one_line(tmp_path):
+    """The hub on but unreachable (a closed local port): the cache is read, and what it lacks is one line."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run([sys.executable, "-m", "selfadapt", "train", "--dataset", "hf:someone/no-such-images",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1, out.stderr
+    assert "is not in the datasets cache and the hub cannot be reached (127.0.0.1: " in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_without_the_extra_the_error_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(SelfAdaptError, match=r"pip install 'selfadapt\[hf\]'"):

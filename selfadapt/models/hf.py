@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfadapt import hub
 from selfadapt.errors import SelfAdaptError
 from selfadapt.models.classifier import Classifier
 
@@ -273,13 +275,15 @@ def _transformers():
 
 @contextlib.contextmanager
 def _quiet(transformers):
-    """transformers' info lines, progress bars and its torchvision fallback notice, silenced meanwhile."""
+    """transformers' info lines, progress bars and its torchvision fallback notice, and the hub
+    client's retry warnings (a failure is said in one line instead), silenced meanwhile."""
     logging = transformers.utils.logging
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     try:
-        yield
+        with hub.quiet():
+            yield
     finally:
         logging.set_verbosity(verbosity)
         logging.enable_progress_bar()
@@ -330,6 +334,10 @@ def _load(cls, source: str, where: str, folder: bool, what: str, **kwargs):
     if _offline():
         raise SelfAdaptError(f"hf:{source} is not in the Hugging Face cache and the hub is off (HF_HUB_OFFLINE): "
                              + how_to_get(source))
+    why = hub.unreachable()
+    if why:  # said at once, not after the hub client's retries (about 25 s)
+        raise SelfAdaptError(f"hf:{source} ({what}) is not in the Hugging Face cache and the hub cannot be reached "
+                             f"({why}): " + how_to_get(source))
     try:
         return cls.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as e:
@@ -349,7 +357,7 @@ def _load_failure(error: Exception, source: str, what: str) -> str:
                 "download it elsewhere: " + how_to_get(source))
     if isinstance(cause, RepositoryNotFoundError):
         return f"hf:{source}: no such model on the Hugging Face hub (check the id; a private one needs `hf auth login`)"
-    return (f"hf:{source} ({what}) is not in the Hugging Face cache and the hub cannot be reached ({_first_line(error)[:80]}): "
+    return (f"hf:{source} ({what}) is not in the Hugging Face cache and the hub cannot be reached ({textwrap.shorten(_first_line(error), 90, placeholder=' ...')}): "
             + how_to_get(source))
 
 

@@ -15,11 +15,13 @@ Example: ``selfadapt find-label-issues --dataset hf:my_saved_dataset --out runs/
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from selfadapt import hub
 from selfadapt.data.cache import Source
 from selfadapt.data.collection import load_collection
 from selfadapt.data.formats.csv_images import class_names
@@ -89,7 +91,7 @@ def _open(datasets, name: str) -> dict:
                                      "parquet/arrow files")
             loaded = datasets.load_dataset(str(path))
         else:
-            loaded = datasets.load_dataset(name)
+            loaded = _from_hub(datasets, name)
     except SelfAdaptError:
         raise
     except Exception as e:  # datasets raises many types (ConnectionError, FileNotFoundError, DatasetNotFoundError...)
@@ -99,6 +101,20 @@ def _open(datasets, name: str) -> dict:
     if isinstance(loaded, datasets.DatasetDict):
         return dict(loaded)
     return {"train": loaded}
+
+
+def _from_hub(datasets, name: str):
+    """A hub data set: from the hub, or from the datasets cache at once when the hub cannot be reached."""
+    why = "" if datasets.config.HF_HUB_OFFLINE else hub.unreachable()  # offline by choice: the cache, as asked
+    with hub.quiet(), (hub.cache_only(datasets.config) if why else contextlib.nullcontext()):
+        try:
+            return datasets.load_dataset(name)
+        except Exception:  # what the cache lacks, whatever type datasets raises for it
+            if not why:
+                raise
+    raise SelfAdaptError(f"hf:{name} is not in the datasets cache and the hub cannot be reached ({why}): load it once "
+                         "on a machine with internet (datasets.load_dataset) and copy its cache (HF_HOME), or "
+                         "save_to_disk a folder and give hf:FOLDER")
 
 
 def _is_image(datasets):
