@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate everything, then embed the training and test splits into ``args.out``."""
     from selfadapt.data.registry import load_dataset
     from selfadapt.data.types import LoadOptions
-    from selfadapt.embedding import embed_images, images_digest, module_digest, write_npz
+    from selfadapt.embedding import write_npz
     from selfadapt.experiment import resolve_device
     from selfadapt.models.hf import is_hf_model, load_backbone
 
@@ -75,17 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise SelfAdaptError(f"{args.dataset} holds feature vectors already; embed takes images")
     out.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: the first write
     start = time.perf_counter()
-    model_key = module_digest(extractor)
-    arrays = {}
-    for split, prefix in ((data.train, ""), (data.test, "_test")):
-        if not len(split):
-            continue
-        key = json.dumps([model_key, images_digest(split.images), args.batch_size, device.split(":")[0]])
-        features = embed_images(extractor, split.images, batch_size=args.batch_size, device=device,
-                                parts=f"{out}.parts/{'test' if prefix else 'train'}", key=key,
-                                progress=f"embed {'test' if prefix else 'train'}" if args.progress else None)
-        ids = split.files if split.files is not None else [str(i) for i in split.source_index.tolist()]
-        arrays.update({f"X{prefix}": features, f"y{prefix}": split.labels.numpy(), f"ids{prefix}": np.array(ids)})
+    arrays = _embed_splits(extractor, data, out, args.batch_size, device, args.progress)
     height, width = loaded.input.geometry.output(*data.train.images.shape[-2:])
     info = {"model": args.model, "model_type": loaded.model_type, "dataset": args.dataset,
             "input_size": [height, width], "feature_dim": loaded.backbone.feature_dim,
@@ -99,6 +89,24 @@ def run(args: argparse.Namespace) -> int:
           f"features each, {seconds:.1f} s, {count / max(seconds, 1e-9):.1f} images/s); "
           f"use it as --dataset features:{out}")
     return 0
+
+
+def _embed_splits(extractor, data, out: Path, batch_size: int, device: str, progress: bool) -> dict:
+    """``X``, ``y``, ``ids`` of the training split and ``X_test``, ... of the test split (if any),
+    each embedded in chunks under ``OUT.parts/`` (so a rerun continues)."""
+    from selfadapt.embedding import embed_images, images_digest, module_digest
+
+    model_key = module_digest(extractor)
+    arrays = {}
+    for split, name, suffix in ((data.train, "train", ""), (data.test, "test", "_test")):
+        if not len(split):
+            continue
+        key = json.dumps([model_key, images_digest(split.images), batch_size, device.split(":")[0]])
+        features = embed_images(extractor, split.images, batch_size=batch_size, device=device,
+                                parts=f"{out}.parts/{name}", key=key, progress=f"embed {name}" if progress else None)
+        ids = split.files if split.files is not None else [str(i) for i in split.source_index.tolist()]
+        arrays.update({f"X{suffix}": features, f"y{suffix}": split.labels.numpy(), f"ids{suffix}": np.array(ids)})
+    return arrays
 
 
 def _output_path(text: str) -> Path:
