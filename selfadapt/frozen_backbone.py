@@ -17,6 +17,8 @@ interrupted embedding continues from its last finished chunk (``selfadapt.embedd
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
 from pathlib import Path
@@ -52,16 +54,34 @@ def cached_features(extractor, model_key: str, images, *, device: str, what: str
                           digest_size=20).hexdigest()
     folder = feature_cache_dir(cache_dir)
     file = folder / f"{key}.npy"
-    if file.is_file():
-        if verbose:
-            print(f"{what}: {len(images)} images' features from the cache ({file})")
-        return torch.from_numpy(np.load(file, allow_pickle=False))
     folder.mkdir(parents=True, exist_ok=True)
-    features = embed_images(extractor, images, batch_size=EMBED_BATCH_SIZE, device=device,
-                            parts=folder / f"{key}.parts", key=key, progress=what if verbose else None)
-    atomic_write_bytes(file, npy_bytes(features))
-    shutil.rmtree(folder / f"{key}.parts", ignore_errors=True)
-    return torch.from_numpy(features)
+    with _one_at_a_time(folder / f"{key}.lock", what, verbose):  # runs of a grid share one computation
+        if file.is_file():
+            if verbose:
+                print(f"{what}: {len(images)} images' features from the cache ({file})")
+            return torch.from_numpy(np.load(file, allow_pickle=False))
+        features = embed_images(extractor, images, batch_size=EMBED_BATCH_SIZE, device=device,
+                                parts=folder / f"{key}.parts", key=key, progress=what if verbose else None)
+        atomic_write_bytes(file, npy_bytes(features))
+        shutil.rmtree(folder / f"{key}.parts", ignore_errors=True)
+        return torch.from_numpy(features)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(path: Path, what: str, verbose: bool):
+    """An exclusive lock on file ``path``, waited for: one process computes the features, the others
+    then read them from the cache."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if verbose:
+                print(f"{what}: another process is computing the same features; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def freeze_backbone(config, data, device: str, *, verbose: bool = True):

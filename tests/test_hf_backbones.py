@@ -297,6 +297,21 @@ def test_embed_refuses_what_it_cannot_embed_before_writing(models, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_runs_started_together_share_one_computation_of_the_frozen_features(models, tmp_path):
+    """Two runs of a grid on the same images and backbone (as `bench --jobs 2` starts them): one
+    computes the features, the other waits and reads them; both train."""
+    base = [sys.executable, "-m", "selfadapt", "train", "--dataset", "digits", "--model", f"hf:{models['dinov2']}",
+            "--freeze-backbone", "--augment", "none", "--epochs", "1", "--method", "ce", "--device", "cpu",
+            "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    runs = [subprocess.Popen([*base, "--seed", str(seed), "--out", str(tmp_path / f"run{seed}")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in (0, 1)]
+    printed = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], printed
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2  # training and test images, once each
+    assert not list((tmp_path / "cache" / "features").glob("*.parts"))
+
+
 def test_a_second_process_embedding_into_the_same_folder_is_one_line_naming_the_first(models, tmp_path):
     from selfadapt.engine.lock import DirectoryLock
 
