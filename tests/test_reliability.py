@@ -211,8 +211,15 @@ def test_a_frozen_or_dead_rank_ends_a_torchrun_job_with_one_line(tmp_path, sig, 
             launcher.kill()
     assert time.monotonic() - started < 120, "the job did not hang"
     ours = [line for line in stderr.splitlines() if line.startswith("selfadapt:")]
-    assert ours == [f"selfadapt: error: rank 0 of 2: {said}; the job stops here. Run the same command again to "
-                    "resume from the last checkpoint"], stderr
+    expected = (f"selfadapt: error: rank 0 of 2: {said}; the job stops here. Run the same command again to "
+                "resume from the last checkpoint")
+    if sig == signal.SIGKILL and ours and ours[0].startswith("selfadapt: interrupted;"):
+        # torchrun's agent saw the dead rank first and stopped rank 0 with SIGTERM before rank 0's next
+        # collective noticed: a race outside our process, and still one line saying how to resume
+        expected = "selfadapt: interrupted; running the same command again resumes after epoch"
+        assert len(ours) == 1 and ours[0].startswith(expected) and ours[0].endswith("from the last checkpoint"), stderr
+    else:
+        assert ours == [expected], stderr
 
 
 @pytest.mark.slow
